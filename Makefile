@@ -1,0 +1,39 @@
+# The README's two commands: `make run` (the stack) and `make test` (the whole suite).
+# Both work on a fresh machine: they create .venv, install, and train the models.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup models nginx run serve test lint clean
+
+setup: $(VENV)/.installed models
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+models: $(VENV)/.installed
+	PYTHON=$(BIN)/python contrib/prepare_dir.sh
+
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nginx; }
+
+# One color under gunicorn in the foreground (MODEL_VERSION, COLOR, PORT from the environment).
+serve: setup
+	$(BIN)/gunicorn -c app/gunicorn_conf.py app.wsgi:app
+
+run: serve
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup nginx lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .run models/iris_model_*

@@ -1,0 +1,87 @@
+"""Prometheus metrics, correct across gunicorn workers.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (the gunicorn config sets it, one directory per
+color, wiped at start), every worker writes its samples to files there and each scrape
+aggregates them with a fresh ``MultiProcessCollector``. Without it (the Flask test client)
+the metrics live in a registry of their own. ``live_stats`` reads the same aggregated
+samples, so ``/health`` reports what the whole color has seen, not one worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The server's metrics and how to read them back."""
+
+    def __init__(self):
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # In multiprocess mode samples go to files, not to a registry.
+        self.registry = None if self.multiprocess_dir else CollectorRegistry()
+        kwargs = {"registry": self.registry}
+        self.requests = Counter(
+            "bluegreen_http_requests", "HTTP requests by endpoint and status",
+            ["endpoint", "method", "status"], **kwargs,
+        )
+        self.latency = Histogram(
+            "bluegreen_http_request_duration_seconds", "Request latency in the app",
+            ["endpoint"], buckets=LATENCY_BUCKETS, **kwargs,
+        )
+        self.predictions = Counter(
+            "bluegreen_predictions", "Predictions by predicted class", ["class_name"], **kwargs
+        )
+        self.feedback = Counter(
+            "bluegreen_feedback", "Labelled feedback by outcome", ["outcome"], **kwargs
+        )
+        self.model_info = Gauge(
+            "bluegreen_model_info", "The model this color serves (value is always 1)",
+            ["version", "color", "predictor"], multiprocess_mode="max", **kwargs,
+        )
+
+    def _registry(self) -> CollectorRegistry:
+        if self.registry is not None:
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return registry
+
+    def exposition(self) -> bytes:
+        """The text exposition of all samples, aggregated over workers."""
+        return generate_latest(self._registry())
+
+    def live_stats(self) -> dict:
+        """Requests, server errors and feedback outcomes seen by the whole color."""
+        predict_requests = server_errors = correct = incorrect = 0
+        for family in self._registry().collect():
+            for sample in family.samples:
+                if sample.name == "bluegreen_http_requests_total":
+                    if sample.labels.get("endpoint") not in ("/predict", "/feedback"):
+                        continue
+                    predict_requests += sample.value
+                    if sample.labels.get("status", "").startswith("5"):
+                        server_errors += sample.value
+                elif sample.name == "bluegreen_feedback_total":
+                    if sample.labels.get("outcome") == "correct":
+                        correct += sample.value
+                    else:
+                        incorrect += sample.value
+        labelled = correct + incorrect
+        return {
+            "requests": int(predict_requests),
+            "server_errors": int(server_errors),
+            "error_rate": server_errors / predict_requests if predict_requests else None,
+            "labelled": int(labelled),
+            "correct": int(correct),
+            "accuracy": correct / labelled if labelled else None,
+        }
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Called from gunicorn's child_exit hook so gauges of dead workers are dropped."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,110 @@
+"""Predictors: the fast path (ONNX under onnxruntime) and scikit-learn.
+
+scikit-learn's per-call overhead makes one RandomForest row cost milliseconds; the same
+model exported to ONNX costs microseconds. At load time the ONNX export is verified
+(checksum from the card) and must agree with scikit-learn on the whole holdout, or the
+server falls back to scikit-learn and says why (see docs/adr/0002-fast-predict-path.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import sklearn
+
+from app.fsutil import sha256_file
+from app.model_store import LoadedModel
+from app.training import holdout
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_TOLERANCE = 1e-4
+
+
+class SklearnPredictor:
+    """Calls the scikit-learn model itself."""
+
+    name = "sklearn"
+
+    def __init__(self, model):
+        self.model = model
+
+    def open(self) -> None:
+        """Nothing to reopen after a fork."""
+
+    def close(self) -> None:
+        """Nothing to release before a fork."""
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        with sklearn.config_context(assume_finite=True):
+            return self.model.predict_proba(rows)
+
+
+class OnnxPredictor:
+    """Runs the ONNX export of the model in onnxruntime, one thread per call.
+
+    onnxruntime sessions are not fork-safe (a worker that inherits one hangs or aborts at
+    exit), so under gunicorn the master closes its session before forking and each worker
+    opens its own (``app/gunicorn_conf.py``).
+    """
+
+    name = "onnx"
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.session = None
+        self.open()
+        self.input_name = self.session.get_inputs()[0].name
+        names = [output.name for output in self.session.get_outputs()]
+        self.output_index = names.index("probabilities")
+
+    def open(self) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+
+    def close(self) -> None:
+        self.session = None
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.asarray(rows, dtype=np.float32)}
+        return self.session.run(None, feed)[self.output_index]
+
+
+def _fast_path_or_reason(loaded: LoadedModel):
+    fast = loaded.card.get("fast_path") or {}
+    if fast.get("format") != "onnx":
+        return None, fast.get("reason") or "the card has no fast-path export"
+    path = loaded.models_dir / fast["artifact"]
+    if not path.is_file():
+        return None, f"{path}: ONNX export missing"
+    if sha256_file(path) != fast.get("sha256"):
+        return None, f"{path}: ONNX export does not match the card's sha256"
+    try:
+        predictor = OnnxPredictor(path)
+    except Exception as exc:
+        return None, f"{path}: onnxruntime cannot load it ({exc})"
+    rows, _ = holdout()
+    expected = loaded.model.predict_proba(rows)
+    got = predictor.predict_proba(rows)
+    if got.shape != expected.shape or not np.array_equal(got.argmax(axis=1), expected.argmax(axis=1)):
+        return None, "ONNX export disagrees with scikit-learn on the holdout classes"
+    worst = float(np.max(np.abs(got - expected)))
+    if worst > PROBABILITY_TOLERANCE:
+        return None, f"ONNX probabilities differ from scikit-learn by {worst:.2e} on the holdout"
+    return predictor, ""
+
+
+def build_predictor(loaded: LoadedModel, mode: str = "auto"):
+    """Return (predictor, reason): the fast path when it verifies, else scikit-learn."""
+    if mode == "sklearn":
+        return SklearnPredictor(loaded.model), "scikit-learn requested by configuration"
+    predictor, reason = _fast_path_or_reason(loaded)
+    if predictor is not None:
+        return predictor, "ONNX export verified against scikit-learn on the holdout"
+    log.warning("serving %s through scikit-learn: %s", loaded.version, reason)
+    return SklearnPredictor(loaded.model), reason

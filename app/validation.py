@@ -1,0 +1,117 @@
+"""Request parsing and validation.
+
+Shapes and types are checked here, before the model sees anything, so bad client input is
+always a 400 that says what was wrong and what is expected, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from app.errors import InvalidInput, UnsupportedMediaType
+
+# curl -d sends application/x-www-form-urlencoded; existing scripts rely on it, so the
+# raw body is read as JSON for that type too (and when no type is sent at all).
+ACCEPTED_TYPES = ("", "application/json", "application/x-www-form-urlencoded")
+
+
+def check_content_type(mimetype: str) -> None:
+    """Refuse bodies that are announced as something other than JSON."""
+    if mimetype in ACCEPTED_TYPES or mimetype.endswith("+json"):
+        return
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {mimetype!r}: send the body as application/json"
+    )
+
+
+def parse_json_object(raw: bytes, example: str) -> dict:
+    """Decode ``raw`` as a JSON object or raise InvalidInput quoting ``example``."""
+    if not raw.strip():
+        raise InvalidInput(f"empty request body; expected a JSON object like {example}")
+    try:
+        payload = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidInput(f"request body is not UTF-8 text; expected a JSON object like {example}") from None
+    except ValueError as exc:
+        raise InvalidInput(f"request body is not valid JSON ({exc}); expected {example}") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"request body must be a JSON object like {example}, got {_kind(payload)}")
+    return payload
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return type(value).__name__
+
+
+def check_row(row, where: str, n_features: int) -> list[float]:
+    """Return ``row`` as floats, or raise InvalidInput naming the bad element."""
+    if not isinstance(row, list):
+        raise InvalidInput(f"{where} must be a list of {n_features} numbers, got {_kind(row)}")
+    if len(row) != n_features:
+        raise InvalidInput(f"{where} has {len(row)} values; expected {n_features} numbers")
+    for i, value in enumerate(row):
+        # bool is an int subclass: true/false must not pass as 1/0.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"{where}[{i}] is {_kind(value)}; expected a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput(f"{where}[{i}] is {value}; expected a finite number")
+        if isinstance(value, int) and abs(value) > 1e300:
+            raise InvalidInput(f"{where}[{i}] is out of range; expected a finite number")
+    return row
+
+
+def parse_rows(payload: dict, n_features: int, max_rows: int) -> tuple[np.ndarray, bool]:
+    """Return (rows, single) from ``{"x": [...]}`` or ``{"instances": [[...], ...]}``."""
+    has_x, has_instances = "x" in payload, "instances" in payload
+    if has_x and has_instances:
+        raise InvalidInput('send either "x" (one row) or "instances" (a batch), not both')
+    if has_x:
+        row = check_row(payload["x"], '"x"', n_features)
+        return np.array([row], dtype=np.float64), True
+    if not has_instances:
+        raise InvalidInput(
+            f'missing "x": expected {{"x": [{n_features} numbers]}} '
+            f'or {{"instances": [[{n_features} numbers], ...]}}'
+        )
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise InvalidInput(f'"instances" must be a list of rows, got {_kind(instances)}')
+    if not instances:
+        raise InvalidInput(f'"instances" is empty; expected 1 to {max_rows} rows')
+    if len(instances) > max_rows:
+        raise InvalidInput(f'"instances" has {len(instances)} rows; the limit is {max_rows}')
+    rows = [check_row(row, f'"instances"[{i}]', n_features) for i, row in enumerate(instances)]
+    return np.array(rows, dtype=np.float64), False
+
+
+def parse_labels(payload: dict, single: bool, count: int, class_names: list[str]) -> list[str]:
+    """Return the class labels of a feedback body: ``label`` or ``labels``."""
+    if single:
+        if "label" not in payload:
+            raise InvalidInput(f'missing "label": expected one of {class_names}')
+        labels = [payload["label"]]
+        names = ['"label"']
+    else:
+        labels = payload.get("labels")
+        if not isinstance(labels, list) or len(labels) != count:
+            raise InvalidInput(f'"labels" must be a list of {count} class names, one per instance')
+        names = [f'"labels"[{i}]' for i in range(count)]
+    for name, label in zip(names, labels):
+        if label not in class_names:
+            raise InvalidInput(f"{name} is {json.dumps(label)}; expected one of {class_names}")
+    return labels
