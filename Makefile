@@ -23,11 +23,13 @@ nginx:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nginx; }
 
+# The whole local stack: both colors under gunicorn and nginx on loopback, blue active.
+run: setup nginx
+	$(BIN)/bluegreen up
+
 # One color under gunicorn in the foreground (MODEL_VERSION, COLOR, PORT from the environment).
 serve: setup
 	$(BIN)/gunicorn -c app/gunicorn_conf.py app.wsgi:app
-
-run: serve
 
 lint: setup
 	$(BIN)/ruff check .

@@ -76,3 +76,120 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait()
         return self.process.stdout.read() if self.process.stdout else ""
+
+
+class Stack:
+    """A whole local stack (nginx + both colors) driven through the real `bluegreen` CLI."""
+
+    def __init__(self, tmp_path: Path, models_dir: Path, extra_toml: str = ""):
+        ports = set()
+        while len(ports) < 4:
+            ports.add(free_port())
+        self.port, self.preview_port, self.blue_port, self.green_port = sorted(ports)
+        self.dir = Path(tmp_path)
+        self.run_dir = self.dir / "run"
+        self.config = self.dir / "bluegreen.toml"
+        self.config.write_text(
+            f'run_dir = "run"\nmodels_dir = "{models_dir}"\n\n'
+            f"[nginx]\nport = {self.port}\npreview_port = {self.preview_port}\n\n"
+            f"[colors.blue]\nports = [{self.blue_port}]\n\n[colors.green]\nports = [{self.green_port}]\n\n"
+            + extra_toml
+        )
+        self.front = f"http://127.0.0.1:{self.port}"
+        self.preview = f"http://127.0.0.1:{self.preview_port}"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        result = subprocess.run([str(VENV_BIN / "bluegreen"), "--config", str(self.config), *args],
+                                cwd=self.dir, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"bluegreen {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+        return subprocess.Popen([str(VENV_BIN / "bluegreen"), "--config", str(self.config), *args],
+                                cwd=self.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def status(self) -> dict:
+        import json
+
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def history(self) -> list:
+        import json
+
+        return json.loads(self.cli("history", "--json").stdout)
+
+    def front_color(self) -> str:
+        return requests.get(self.front + "/health", timeout=5).headers["X-Color"]
+
+    def gunicorn_pids(self, color: str) -> list[int]:
+        port = self.blue_port if color == "blue" else self.green_port
+        return pids_matching(f"127.0.0.1:{port}")
+
+    def down(self) -> None:
+        self.cli("down", check=False)
+
+
+def pids_matching(text: str) -> list[int]:
+    """Pids of live processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+class Traffic:
+    """Several keep-alive clients posting predictions until stopped; counts every outcome."""
+
+    def __init__(self, url: str, clients: int = 6, body=None):
+        import threading
+
+        self.url = url + "/predict"
+        self.body = body or {"x": [5.9, 3.0, 5.1, 1.8]}
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.failures: list[str] = []
+        self.versions: dict[str, int] = {}
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self):
+        with requests.Session() as session:
+            while not self.stop_event.is_set():
+                failure, version = None, None
+                try:
+                    response = session.post(self.url, json=self.body, timeout=10)
+                    body = response.json()
+                    if response.status_code != 200 or "prediction" not in body:
+                        failure = f"HTTP {response.status_code}: {body}"
+                    version = body.get("version")
+                except Exception as exc:  # every kind of failure is counted, not raised
+                    failure = f"{type(exc).__name__}: {exc}"
+                with self.lock:
+                    self.sent += 1
+                    if failure:
+                        self.failures.append(failure)
+                    if version:
+                        self.versions[version] = self.versions.get(version, 0) + 1
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(15)
