@@ -30,6 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reload", help="re-render, test and reload the nginx config")
     history = sub.add_parser("history", help="every switch, with time, versions, reason and outcome")
     history.add_argument("--json", action="store_true")
+    register = sub.add_parser("register", help="add a joblib-saved iris classifier as a new version")
+    register.add_argument("version", help="vMAJOR.MINOR.PATCH")
+    register.add_argument("model_file")
+    models = sub.add_parser("models", help="versions with their metrics and where each runs")
+    models.add_argument("--json", action="store_true")
+    deploy = sub.add_parser("deploy", help="load a version into the idle color, gate it, switch, bake")
+    deploy.add_argument("version")
+    deploy.add_argument("--dry-run", action="store_true", help="run the gates and print the plan; do not switch")
+    deploy.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
+    watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
     return parser
 
 
@@ -59,10 +70,26 @@ def print_history(entries: list) -> None:
         print(f"{e['time']}  {e['action']:9} {e['outcome']:10} {move}{took}  {e.get('reason', '')}")
 
 
+def print_models(rows: list) -> None:
+    for row in rows:
+        m = row["metrics"]
+        where = ", ".join(row["colors"]) or "-"
+        print(f"{'*' if row['active'] else ' '} {row['version']:8} {row['algorithm'] or '?':24} "
+              f"accuracy {m.get('accuracy', float('nan')):.4f}  f1 {m.get('f1_score', float('nan')):.4f}  "
+              f"path {row['fast_path']:7} running on {where}")
+
+
+def say_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def run(args) -> int:
     from app.controller import Controller
+    from app.deploy import Deployer
 
-    controller = Controller(load_config(args.config))
+    config = load_config(args.config)
+    say = say_to_stderr if getattr(args, "json", False) else print
+    controller = Controller(config, say=say)
     if args.command == "up":
         controller.up()
     elif args.command == "down":
@@ -79,6 +106,23 @@ def run(args) -> int:
     elif args.command == "history":
         entries = controller.history()
         print(json.dumps(entries, indent=2)) if args.json else print_history(entries)
+    elif args.command == "register":
+        from app.training import register_version
+
+        card = register_version(args.version, args.model_file, config.models_dir)
+        print(json.dumps(card, indent=2))
+    elif args.command == "models":
+        rows = Deployer(controller, say=say).models()
+        print(json.dumps(rows, indent=2)) if args.json else print_models(rows)
+    elif args.command == "deploy":
+        deployer = Deployer(controller, say=say)
+        try:
+            deployer.deploy(args.version, dry_run=args.dry_run)
+        finally:
+            if args.json:
+                print(json.dumps(getattr(deployer, "last_result", {}), indent=2))
+    elif args.command == "watch":
+        return Deployer(controller, say=say).watch(args.duration)
     return 0
 
 

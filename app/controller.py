@@ -157,7 +157,8 @@ class Controller:
         with self._lock():
             return self._switch_locked(self._load(), target, force, reason, action)
 
-    def _switch_locked(self, state: RolloutState, target: str, force: bool, reason: str, action: str) -> dict:
+    def _switch_locked(self, state: RolloutState, target: str, force: bool, reason: str, action: str,
+                       phase: str = "healthy") -> dict:
         source = state.active
         details = {"from": source, "to": target, "from_version": state.versions[source],
                    "to_version": state.versions[target]}
@@ -182,7 +183,7 @@ class Controller:
             self.say(f"warning: forced switch to {target} not confirmed: {exc}")
         elapsed = time.monotonic() - started
         state.previous, state.active = source, target
-        state.phase = "healthy"
+        state.phase = phase
         entry = state.record(action, "succeeded", reason + (" (forced)" if force else ""),
                              duration_ms=round(elapsed * 1000, 1), **details)
         self.store.save(state)
