@@ -13,12 +13,12 @@ import requests
 
 from app import gates
 from app.errors import ControllerError, ModelLoadError
+from app.model_files import SHIPPED_VERSIONS, card_path
 from app.model_store import verify_artifact
 from app.nginx_ctl import Nginx
 from app.rollout import RolloutState, StateStore
 from app.runtime import LocalRuntime
 from app.stack_config import COLORS, StackConfig
-from app.training import SHIPPED, card_path, train_shipped
 
 
 class Controller:
@@ -43,7 +43,9 @@ class Controller:
     # -- up / down ------------------------------------------------------------------
     def prepare_models(self, versions) -> None:
         missing = [v for v in versions if not card_path(self.config.models_dir, v).exists()]
-        if any(v in SHIPPED for v in missing):
+        if any(v in SHIPPED_VERSIONS for v in missing):
+            from app.training import train_shipped
+
             self.say(f"training shipped models into {self.config.models_dir}")
             train_shipped(self.config.models_dir)
         for version in versions:

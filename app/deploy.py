@@ -18,7 +18,6 @@ from app.controller import Controller
 from app.errors import ControllerError, ModelLoadError
 from app.model_store import list_versions, read_card, verify_artifact
 from app.rollout import RolloutState
-from app.training import holdout
 
 
 class BakeFailed(ControllerError):
@@ -138,6 +137,8 @@ class Deployer:
             self.say(f"{color}: could not restore {version}: {exc}")
 
     def _smoke(self, version: str) -> list:
+        from app.training import holdout
+
         rows, labels = holdout()
         results = []
         with requests.Session() as session:

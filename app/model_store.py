@@ -13,12 +13,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
-import sklearn
-
 from app.errors import ModelLoadError
 from app.fsutil import sha256_file
-from app.training import artifact_path, card_path, check_classifier, check_version_string
+from app.model_files import artifact_path, card_path, check_version_string, sklearn_version
 
 REQUIRED_CARD_KEYS = ("version", "sha256", "sklearn_version", "feature_names", "class_names", "metrics")
 
@@ -60,10 +57,10 @@ def verify_artifact(models_dir: Path, version: str) -> dict:
     """Check card, scikit-learn version and checksum without unpickling; return the card."""
     card = read_card(models_dir, version)
     path = artifact_path(models_dir, version)
-    if card["sklearn_version"] != sklearn.__version__:
+    if card["sklearn_version"] != sklearn_version():
         raise ModelLoadError(
             f"{path}: trained with scikit-learn {card['sklearn_version']}, "
-            f"this server runs {sklearn.__version__}; retrain or register it again"
+            f"this server runs {sklearn_version()}; retrain or register it again"
         )
     if not path.is_file():
         raise ModelLoadError(f"{path}: artifact missing")
@@ -75,6 +72,11 @@ def verify_artifact(models_dir: Path, version: str) -> dict:
 
 def load_model(models_dir: Path, version: str) -> LoadedModel:
     """Verify, then unpickle, the model of ``version``."""
+    import joblib
+    import sklearn
+
+    from app.training import check_classifier
+
     models_dir = Path(models_dir)
     card = verify_artifact(models_dir, version)
     path = artifact_path(models_dir, version)

@@ -9,7 +9,6 @@ artifact. ``contrib/prepare_dir.sh`` and ``bluegreen register`` both end up here
 from __future__ import annotations
 
 import io
-import re
 import time
 from pathlib import Path
 
@@ -24,33 +23,15 @@ from sklearn.model_selection import train_test_split
 
 from app.errors import ModelLoadError
 from app.fsutil import atomic_write_bytes, atomic_write_json, sha256_file
+from app.model_files import SHIPPED_VERSIONS, artifact_path, card_path, check_version_string, onnx_path
 
 SEED = 0
 HOLDOUT_FRACTION = 0.3
-VERSION_PATTERN = re.compile(r"^v\d+\.\d+\.\d+$")
 
 SHIPPED = {
-    "v1.0.0": lambda: RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1),
-    "v1.1.0": lambda: LogisticRegression(max_iter=1000, random_state=SEED),
+    SHIPPED_VERSIONS[0]: lambda: RandomForestClassifier(n_estimators=100, random_state=SEED, n_jobs=1),
+    SHIPPED_VERSIONS[1]: lambda: LogisticRegression(max_iter=1000, random_state=SEED),
 }
-
-
-def artifact_path(models_dir: Path, version: str) -> Path:
-    return Path(models_dir) / f"iris_model_{version}.joblib"
-
-
-def card_path(models_dir: Path, version: str) -> Path:
-    return Path(models_dir) / f"iris_model_{version}.json"
-
-
-def onnx_path(models_dir: Path, version: str) -> Path:
-    return Path(models_dir) / f"iris_model_{version}.onnx"
-
-
-def check_version_string(version: str) -> None:
-    """Refuse anything but vMAJOR.MINOR.PATCH (it also becomes part of file names)."""
-    if not VERSION_PATTERN.match(version or ""):
-        raise ModelLoadError(f"invalid version {version!r}: expected vMAJOR.MINOR.PATCH, e.g. v1.2.0")
 
 
 def iris_split():
