@@ -63,18 +63,33 @@ def test_bad_input_never_kills_a_worker(color):
     assert color.process.poll() is None
 
 
-def test_readiness_fails_while_draining_after_sigterm(shipped_models, tmp_path):
-    server = Gunicorn(shipped_models, workers=1, extra_env={"GUNICORN_THREADS": "2"}).wait_ready()
+def test_sigterm_marks_the_worker_draining_before_gunicorn_stops_it(app):
+    # The hook gunicorn runs in each worker: TERM first flips readiness, then does
+    # what the worker's own handler did.
+    import os
+    import signal
+    import types
+
+    from app import gunicorn_hooks
+
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
     try:
-        session = requests.Session()
-        assert session.get(server.url + "/ready").status_code == 200
-        # A slow-to-finish request keeps the worker draining while we ask again.
-        server.process.send_signal(15)
-        try:
-            status = session.get(server.url + "/ready", timeout=2).status_code
-        except requests.ConnectionError:
-            status = None  # the worker already closed idle connections: also not ready
-        assert status in (503, None)
+        gunicorn_hooks.post_worker_init(types.SimpleNamespace(wsgi=app))
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert app.extensions["model_server"].draining.is_set()
+    assert calls == [signal.SIGTERM]
+    assert app.test_client().get("/ready").status_code == 503
+
+
+def test_sigterm_stops_gunicorn_gracefully_and_quickly(shipped_models):
+    server = Gunicorn(shipped_models, workers=2).wait_ready()
+    assert requests.post(server.url + "/predict", json={"x": ROW}).status_code == 200
+    server.process.send_signal(15)
+    try:
+        server.process.wait(10)  # well under graceful_timeout: workers do not hang on exit
     finally:
         log = server.stop()
     assert server.process.returncode == 0, log

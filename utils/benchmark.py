@@ -1,0 +1,332 @@
+"""Benchmark: one run, one machine, one table (docs/PERFORMANCE.md records a run).
+
+Measures, side by side in one run:
+  * in-process predict time per row, scikit-learn vs the server's fast path (ONNX), for
+    both shipped models, single row and a batch of 1000;
+  * throughput and p50/p99 of POST /predict through the front door for each color, beside
+    the ceiling of the same nginx + gunicorn + Flask stack serving a trivial endpoint
+    (GET /livez), and direct to gunicorn; p99 at about half of peak throughput;
+  * GET /health latency; switch time (median of N); rollback time after the first failed
+    bake poll; resident memory per color.
+Load comes from wrk (Debian package `wrk`; `make bench` installs it), one thread, in its own
+process. Every figure is from this run; ratios compare figures from this run only.
+
+Usage: .venv/bin/python utils/benchmark.py [--seconds 8] [--connections 16] [--workers 2] [--threads 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+from app.model_store import load_model  # noqa: E402
+from app.predictor import SklearnPredictor, build_predictor  # noqa: E402
+from app.training import holdout  # noqa: E402
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def per_call_us(fn, min_seconds: float = 0.5, min_calls: int = 20) -> float:
+    fn()
+    calls, began = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - began < min_seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - began) / calls * 1e6
+
+
+def bench_in_process() -> list[tuple]:
+    rows = []
+    batch = np.tile(holdout()[0], (23, 1))[:1000]
+    single = np.array([ROW])
+    for version in ("v1.0.0", "v1.1.0"):
+        loaded = load_model(ROOT / "models", version)
+        fast, _ = build_predictor(loaded)
+        slow = SklearnPredictor(loaded.model)
+        for label, predictor in (("scikit-learn", slow), (f"fast path ({fast.name})", fast)):
+            one = per_call_us(lambda p=predictor: p.predict_proba(single))
+            thousand = per_call_us(lambda p=predictor: p.predict_proba(batch), min_calls=5) / 1000
+            rows.append((version, loaded.card["algorithm"], label, one, thousand))
+    return rows
+
+
+def free_ports(n):
+    ports = set()
+    while len(ports) < n:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.add(sock.getsockname()[1])
+    return sorted(ports)
+
+
+class BenchStack:
+    def __init__(self, directory: Path, workers: int, threads: int):
+        self.front, self.preview, self.blue, self.green = free_ports(4)
+        self.dir = directory
+        self.config = directory / "bluegreen.toml"
+        self.config.write_text(
+            f'run_dir = "run"\nmodels_dir = "{ROOT / "models"}"\n'
+            f"[nginx]\nport = {self.front}\npreview_port = {self.preview}\n"
+            f"[colors.blue]\nports = [{self.blue}]\n[colors.green]\nports = [{self.green}]\n"
+            f"[gunicorn]\nworkers = {workers}\nthreads = {threads}\n"
+            "[bake]\nperiod = 20.0\ninterval = 0.5\nfailure_limit = 1\n"
+        )
+
+    def cli(self, *args, check=True):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+        result = subprocess.run([str(BIN / "bluegreen"), "--config", str(self.config), *args],
+                                capture_output=True, text=True, env=env, cwd=self.dir)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"bluegreen {' '.join(args)}: {result.stderr.strip()}")
+        return result
+
+    def popen(self, *args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+        return subprocess.Popen([str(BIN / "bluegreen"), "--config", str(self.config), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.dir)
+
+    def status(self):
+        return json.loads(self.cli("status", "--json").stdout)
+
+    def history(self):
+        return json.loads(self.cli("history", "--json").stdout)
+
+
+WRK_POST = """wrk.method = "POST"
+wrk.body = '{"x": [5.1, 3.5, 1.4, 0.2]}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def wrk(url: str, seconds: int, connections: int, post: bool, script_dir: Path) -> dict:
+    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
+    if post:
+        script = script_dir / "post.lua"
+        script.write_text(WRK_POST)
+        command[1:1] = ["-s", str(script)]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
+
+    def latency(p):
+        match = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency(50), "p99": latency(99),
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "connections": connections,
+    }
+
+
+def color_memory(pids: list[int]) -> tuple[float, float]:
+    rss = pss = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1])
+    return rss / 1024, pss / 1024
+
+
+def gunicorn_pids(port: int) -> list[int]:
+    master = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+              and f"127.0.0.1:{port}" in _cmdline(p)]
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) in master]
+    return master + children
+
+
+def _cmdline(p: Path) -> str:
+    try:
+        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _ppid(p: Path) -> int:
+    try:
+        return int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def trickle(url: str, stop: threading.Event):
+    with requests.Session() as session:
+        while not stop.is_set():
+            with contextlib.suppress(requests.RequestException):
+                session.post(url + "/predict", json={"x": ROW}, timeout=2)
+            time.sleep(0.01)
+
+
+def measure_rollback(stack: BenchStack) -> float:
+    """Deploy to the idle color, kill it during the bake, return rollback_ms from the history."""
+    stack.cli("up")
+    if stack.status()["active"] != "blue":
+        stack.cli("switch", "blue")
+    stop = threading.Event()
+    thread = threading.Thread(target=trickle, args=(f"http://127.0.0.1:{stack.front}", stop), daemon=True)
+    thread.start()
+    try:
+        deploy = stack.popen("deploy", "v1.1.0")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{stack.front}/ready", timeout=1).headers.get("X-Color") == "green":
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        for pid in gunicorn_pids(stack.green):
+            os.kill(pid, signal.SIGKILL)
+        out, err = deploy.communicate(timeout=60)
+    finally:
+        stop.set()
+        thread.join()
+    rollback = [e for e in stack.history() if e["action"] == "rollback" and "rollback_ms" in e]
+    if deploy.returncode != 1 or not rollback:
+        raise RuntimeError(f"the deploy did not roll back (exit {deploy.returncode}):\n{out}\n{err}")
+    stack.cli("up")
+    return rollback[-1]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="One-run benchmark; prints a markdown table.")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--switches", type=int, default=10)
+    parser.add_argument("--skip-in-process", action="store_true")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("wrk is not installed: run `make bench` (it installs the Debian package) or apt-get install wrk",
+              file=sys.stderr)
+        return 1
+    print(f"# bluegreen benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; load generator: wrk, 1 thread, "
+          f"{args.connections} keep-alive connections, {args.seconds}s per run, on the same machine; "
+          f"gunicorn {args.workers} workers x {args.threads} threads per color\n")
+
+    if not args.skip_in_process:
+        print("## In-process predict, per row (µs)\n")
+        print("| version | model | predictor | 1 row | batch of 1000, per row |")
+        print("|---|---|---|---|---|")
+        for version, algorithm, label, one, thousand in bench_in_process():
+            print(f"| {version} | {algorithm} | {label} | {one:.1f} | {thousand:.2f} |")
+        print()
+
+    with tempfile.TemporaryDirectory(prefix="bluegreen-bench-") as tmp:
+        stack = BenchStack(Path(tmp), args.workers, args.threads)
+        stack.cli("up")
+        try:
+            front = f"http://127.0.0.1:{stack.front}"
+            runs = []
+
+            def run(name, url, post, connections=args.connections):
+                result = wrk(url, args.seconds, connections, post, Path(tmp))
+                runs.append((name, result))
+                return result
+
+            ceiling = run("trivial endpoint (GET /livez), front door, blue", front + "/livez", False)
+            blue = run("POST /predict, front door, blue (RandomForest, v1.0.0)", front + "/predict", True)
+            run("POST /predict, direct to gunicorn, blue", f"http://127.0.0.1:{stack.blue}/predict", True)
+            run("trivial endpoint (GET /livez), direct to gunicorn, blue",
+                f"http://127.0.0.1:{stack.blue}/livez", False)
+            run("GET /health, front door, blue", front + "/health", False)
+            stack.cli("switch", "green")
+            green = run("POST /predict, front door, green (LogisticRegression, v1.1.0)", front + "/predict", True)
+            stack.cli("switch", "blue")
+            half = None
+            for connections in (1, 2, 4, 8):
+                result = run(f"POST /predict, front door, blue, {connections} connection(s)",
+                             front + "/predict", True, connections)
+                if result["rps"] <= 0.6 * blue["rps"]:
+                    half = result
+            print("## HTTP (wrk)\n")
+            print("| what | connections | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
+            print("|---|---|---|---|---|---|---|")
+            for name, r in runs:
+                print(f"| {name} | {r['connections']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                      f"{r['non2xx']} | {r['socket_errors'] or '-'} |")
+            print()
+
+            durations, walls = [], []
+            for i in range(args.switches):
+                began = time.monotonic()
+                stack.cli("switch", "green" if i % 2 == 0 else "blue")
+                walls.append((time.monotonic() - began) * 1000)
+                durations.append(stack.history()[-1]["duration_ms"])
+            if stack.status()["active"] != "blue":
+                stack.cli("switch", "blue")
+            memory = {color: color_memory(gunicorn_pids(port))
+                      for color, port in (("blue", stack.blue), ("green", stack.green))}
+            rollbacks = [measure_rollback(stack)["rollback_ms"] for _ in range(3)]
+        finally:
+            stack.cli("down", check=False)
+
+    print("## Controller and memory\n")
+    print("| what | figure |")
+    print("|---|---|")
+    print(f"| switch, flip to verified through the front door (median of {args.switches}) | "
+          f"{statistics.median(durations):.0f} ms |")
+    print(f"| switch, whole `bluegreen switch` command (median of {args.switches}) | "
+          f"{statistics.median(walls):.0f} ms |")
+    print(f"| rollback, first failed bake poll to the front door serving the old color (median of 3) | "
+          f"{statistics.median(rollbacks):.0f} ms ({', '.join(f'{r:.0f}' for r in rollbacks)}) |")
+    for color, (rss, pss) in memory.items():
+        print(f"| memory, {color} (master + workers): RSS sum / PSS sum | {rss:.0f} MB / {pss:.0f} MB |")
+    print()
+    print("## Targets (ratios from this run)\n")
+    print("| target | measured | met |")
+    print("|---|---|---|")
+    ratio = blue["rps"] / ceiling["rps"]
+    print(f"| /predict RandomForest through nginx ≥ 0.9× trivial ceiling | {ratio:.2f}× "
+          f"({blue['rps']:.0f} / {ceiling['rps']:.0f} req/s) | {'yes' if ratio >= 0.9 else 'no'} |")
+    green_ratio = green["rps"] / ceiling["rps"]
+    print(f"| (same for LogisticRegression) | {green_ratio:.2f}× | {'yes' if green_ratio >= 0.9 else 'no'} |")
+    if not args.skip_in_process:
+        fast = [one for _, _, label, one, _ in bench_in_process() if label.startswith("fast")]
+        print(f"| model compute ≤ 20 µs per row (fast path, 1 row) | {max(fast):.1f} µs worst | "
+              f"{'yes' if max(fast) <= 20 else 'no'} |")
+    if half:
+        print(f"| p99 ≤ 10 ms at about half of peak | {half['p99']:.2f} ms at {half['rps']:.0f} req/s "
+              f"({half['rps'] / blue['rps']:.2f}× peak, {half['connections']} connections) | "
+              f"{'yes' if half['p99'] <= 10 else 'no'} |")
+    median_switch = statistics.median(durations)
+    print(f"| switch ≤ 1 s | {median_switch:.0f} ms | {'yes' if median_switch <= 1000 else 'no'} |")
+    median_rollback = statistics.median(rollbacks)
+    print(f"| rollback ≤ 5 s after the first failed poll | {median_rollback:.0f} ms | "
+          f"{'yes' if median_rollback <= 5000 else 'no'} |")
+    worst_pss = max(pss for _, pss in memory.values())
+    worst_rss = max(rss for rss, _ in memory.values())
+    print(f"| ≤ 150 MB resident per color | PSS {worst_pss:.0f} MB (RSS sum {worst_rss:.0f} MB) | "
+          f"{'yes' if worst_pss <= 150 else 'no'} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
