@@ -46,9 +46,9 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Color"] = srv.color
     response.headers["X-Request-ID"] = g.get("request_id", "")
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    srv.metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+    srv.metrics.request_counter(endpoint, request.method, str(response.status_code)).inc()
     if "started" in g:
-        srv.metrics.latency.labels(endpoint).observe(time.perf_counter() - g.started)
+        srv.metrics.latency_for(endpoint).observe(time.perf_counter() - g.started)
     return response
 
 

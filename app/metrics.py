@@ -9,6 +9,7 @@ samples, so ``/health`` reports what the whole color has seen, not one worker.
 
 from __future__ import annotations
 
+import glob
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -38,10 +39,34 @@ class Metrics:
         self.feedback = Counter(
             "bluegreen_feedback", "Labelled feedback by outcome", ["outcome"], **kwargs
         )
+        # Label lookups cost more than the increments on the hot path: children are cached.
+        self._request_children: dict = {}
+        self._latency_children: dict = {}
+        self._prediction_children: dict = {}
         self.model_info = Gauge(
             "bluegreen_model_info", "The model this color serves (value is always 1)",
             ["version", "color", "predictor"], multiprocess_mode="max", **kwargs,
         )
+
+    def request_counter(self, endpoint: str, method: str, status: str):
+        """The labelled child for one (endpoint, method, status), looked up once."""
+        key = (endpoint, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(*key)
+        return child
+
+    def latency_for(self, endpoint: str):
+        child = self._latency_children.get(endpoint)
+        if child is None:
+            child = self._latency_children[endpoint] = self.latency.labels(endpoint)
+        return child
+
+    def prediction_counter(self, class_name: str):
+        child = self._prediction_children.get(class_name)
+        if child is None:
+            child = self._prediction_children[class_name] = self.predictions.labels(class_name)
+        return child
 
     def _registry(self) -> CollectorRegistry:
         if self.registry is not None:
@@ -54,10 +79,17 @@ class Metrics:
         """The text exposition of all samples, aggregated over workers."""
         return generate_latest(self._registry())
 
+    def _counter_families(self):
+        if self.registry is not None:
+            return self.registry.collect()
+        # Only the counter files: /health must not pay for merging every histogram.
+        files = glob.glob(os.path.join(self.multiprocess_dir, "counter_*.db"))
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
     def live_stats(self) -> dict:
         """Requests, server errors and feedback outcomes seen by the whole color."""
         predict_requests = server_errors = correct = incorrect = 0
-        for family in self._registry().collect():
+        for family in self._counter_families():
             for sample in family.samples:
                 if sample.name == "bluegreen_http_requests_total":
                     if sample.labels.get("endpoint") not in ("/predict", "/feedback"):

@@ -73,7 +73,7 @@ class ModelServer:
         items = []
         for row in probabilities:
             label = names[int(row.argmax())]
-            self.metrics.predictions.labels(label).inc()
+            self.metrics.prediction_counter(label).inc()
             items.append({
                 "prediction": label,
                 "probabilities": {name: round(float(p), 6) for name, p in zip(names, row)},

@@ -114,7 +114,8 @@ def test_corrupt_artifact_fails_cleanly(stack, models_dir):
 def test_killing_the_new_color_during_the_bake_rolls_back(stack):
     with Traffic(stack.front, clients=3) as traffic:
         deploy = stack.popen("deploy", "v1.1.0")
-        wait_until(lambda: stack.front_color() == "green", 60, what="the switch to green")
+        wait_until(lambda: json.loads((stack.run_dir / "state.json").read_text())["phase"] == "progressing",
+                   60, what="the bake to begin")
         killed_at = time.monotonic()
         for pid in stack.gunicorn_pids("green"):
             os.kill(pid, signal.SIGKILL)
