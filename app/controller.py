@@ -26,6 +26,11 @@ class Controller:
 
     def __init__(self, config: StackConfig, runtime=None, nginx=None, say=print):
         self.config = config
+        if config.section("runtime")["kind"] == "commands":
+            from app.commands_runtime import CommandProxy, CommandRuntime
+
+            runtime = runtime or CommandRuntime(config)
+            nginx = nginx or CommandProxy(config, runtime.runner)
         self.runtime = runtime or LocalRuntime(config)
         self.nginx = nginx or Nginx(config)
         self.store = StateStore(config.run_dir)
@@ -72,14 +77,9 @@ class Controller:
             self.prepare_models([state.versions[c] for c in COLORS])
             result = {color: self.ensure_color(color, state.versions[color]) for color in COLORS}
             changed = self.nginx.install()
-            if self.nginx.pid():
-                if changed:
-                    self.nginx.reload()
-                result["nginx"] = "reloaded" if changed else "running"
-            else:
+            if not self.nginx.pid():
                 self.nginx.route(state.active)
-                self.nginx.start()
-                result["nginx"] = "started"
+            result["nginx"] = self.nginx.ensure_running(changed)
             self.wait_front_door(state.active)
             if not self.store.exists() or "started" in result.values():
                 state.record("up", "succeeded", "", **{k: v for k, v in result.items()})
@@ -173,7 +173,13 @@ class Controller:
             self.store.save(state)
             raise ControllerError(f"refusing to switch to {target}: {refusal}; traffic stays on {source}")
         started = time.monotonic()
-        self.nginx.route(target)
+        try:
+            self.nginx.route(target)
+        except ControllerError as exc:
+            self.nginx.route(source) if self.nginx.routed_color() != source else None
+            state.record(action, "failed", f"{reason}: {exc}", **details)
+            self.store.save(state)
+            raise ControllerError(f"switch to {target} failed: {exc}; traffic stays on {source}") from None
         try:
             self.wait_front_door(target)
         except ControllerError as exc:

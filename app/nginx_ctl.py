@@ -42,7 +42,9 @@ class Nginx:
             text = template.read_text()
         except OSError as exc:
             raise ControllerError(f"nginx template {template}: {exc.strerror}") from None
-        context = render_context(self.config, str(self.dir), str(self.marker), self.worker_user())
+        proxy_dir = self.config.nginx["proxy_dir"] or str(self.dir)
+        marker = f"{proxy_dir}/{self.marker.name}"
+        context = render_context(self.config, proxy_dir, marker, self.worker_user())
         return render_config(text, context)
 
     def worker_user(self) -> str:
@@ -74,6 +76,16 @@ class Nginx:
             complaint = [line for line in result.stderr.splitlines() if "[emerg]" in line or "[alert]" in line]
             reason = (complaint or result.stderr.strip().splitlines() or ["unknown error"])[0]
             raise ControllerError(f"nginx rejected the new config: {reason}")
+
+    def ensure_running(self, changed: bool) -> str:
+        """Start nginx, or reload it when its config changed; say which."""
+        if self.pid():
+            if changed:
+                self.reload()
+                return "reloaded"
+            return "running"
+        self.start()
+        return "started"
 
     def install(self) -> bool:
         """Render, test and put the config in place; return True when it changed."""

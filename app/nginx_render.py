@@ -26,9 +26,11 @@ def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user
     return {
         "nginx_dir": nginx_dir,
         "worker_user": worker_user,
+        # A proxy in a container runs nginx in the foreground; locally it daemonizes.
+        "daemon": "off" if nginx["proxy_dir"] else "on",
         "marker": marker,
-        "listen": f"{config.host}:{nginx['port']}",
-        "preview_listen": f"{config.host}:{nginx['preview_port']}",
+        "listen": f"{nginx['listen_host'] or config.host}:{nginx['port']}",
+        "preview_listen": f"{nginx['listen_host'] or config.host}:{nginx['preview_port']}",
         "colors": colors,
         **{key: nginx[key] for key in (
             "client_max_body_size", "upstream_keepalive", "upstream_keepalive_timeout",

@@ -35,13 +35,22 @@ DEFAULTS: dict = {
         "fail_timeout": "2s",
         "proxy_connect_timeout": "1s",
         "proxy_read_timeout": "30s",
+        # Where nginx sees its files and which address it listens on, when it does not run
+        # here (a container mounting <run_dir>/nginx); empty: the local paths and `host`.
+        "proxy_dir": "",
+        "listen_host": "",
     },
+    # `servers`: the upstream addresses nginx uses (default: host:port for each port);
+    # `probe`: the addresses the controller checks (default: the same).
     "colors": {
-        "blue": {"ports": [8001], "version": "v1.0.0"},
-        "green": {"ports": [8002], "version": "v1.1.0"},
+        "blue": {"ports": [8001], "version": "v1.0.0", "servers": [], "probe": []},
+        "green": {"ports": [8002], "version": "v1.1.0", "servers": [], "probe": []},
     },
     "gunicorn": {"workers": 2, "threads": 4, "start_timeout": 60.0, "stop_timeout": 30.0},
-    "switch": {"verify_timeout": 5.0, "verify_responses": 3, "lock_timeout": 30.0},
+    # front_url / preview_url: where the controller verifies a switch and runs the smoke
+    # evaluation (default: http://host:nginx.port and http://host:nginx.preview_port).
+    "switch": {"verify_timeout": 5.0, "verify_responses": 3, "lock_timeout": 30.0, "front_url": "",
+               "preview_url": ""},
     # Pre-promotion gates (docs/adr/0004-gated-deploys.md).
     "gates": {
         "min_accuracy": 0.90,
@@ -59,8 +68,18 @@ DEFAULTS: dict = {
         "min_labelled": 20,
         "scale_down_delay": 0.0,
     },
-    # "local" runs gunicorn and nginx here; "commands" runs the commands below instead.
-    "runtime": {"kind": "local", "commands": {}},
+    # "local" runs gunicorn and nginx here; "commands" runs the commands below instead
+    # (docker compose, kubectl, ...), with $color, $version and $conf substituted.
+    "runtime": {
+        "kind": "local",
+        "commands": {
+            "start_color": "", "stop_color": "",
+            "proxy_start": "", "proxy_stop": "", "proxy_test": "", "proxy_reload": "",
+            "route": "", "routed": "",
+        },
+        "command_timeout": 300.0,
+        "workdir": ".",
+    },
 }
 
 ENV_OVERRIDES = {
@@ -71,7 +90,7 @@ ENV_OVERRIDES = {
 
 def _merge(base: dict, extra: dict, where: str = "") -> dict:
     for key, value in extra.items():
-        if key not in base and where not in ("colors", "runtime.commands"):
+        if key not in base:
             raise ControllerError(f"config: unknown setting {where + '.' if where else ''}{key}")
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value, f"{where}.{key}" if where else key)
@@ -104,13 +123,20 @@ class StackConfig:
         return self.data["nginx"]
 
     def servers(self, color: str) -> list[str]:
-        return [f"{self.host}:{port}" for port in self.data["colors"][color]["ports"]]
+        """Upstream addresses of ``color`` as nginx reaches them."""
+        spec = self.data["colors"][color]
+        return list(spec["servers"]) or [f"{self.host}:{port}" for port in spec["ports"]]
+
+    def probe_addresses(self, color: str) -> list[str]:
+        """Addresses the controller checks ``color`` on."""
+        spec = self.data["colors"][color]
+        return list(spec["probe"]) or self.servers(color)
 
     def front_url(self) -> str:
-        return f"http://{self.host}:{self.nginx['port']}"
+        return self.data["switch"]["front_url"] or f"http://{self.host}:{self.nginx['port']}"
 
     def preview_url(self) -> str:
-        return f"http://{self.host}:{self.nginx['preview_port']}"
+        return self.data["switch"]["preview_url"] or f"http://{self.host}:{self.nginx['preview_port']}"
 
     def section(self, name: str) -> dict:
         return self.data[name]
@@ -141,6 +167,7 @@ def load_config(path: str | None = None, environ=None) -> StackConfig:
         base = Path(path).resolve().parent
         for key in ("run_dir", "models_dir"):
             data[key] = str(base / data[key])
+        data["runtime"]["workdir"] = str(base / data["runtime"]["workdir"])
     if environ.get("BLUEGREEN_RUN_DIR"):
         data["run_dir"] = environ["BLUEGREEN_RUN_DIR"]
     if environ.get("BLUEGREEN_HOST"):
