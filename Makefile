@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup models nginx run serve test lint clean
+.PHONY: setup models nginx run serve test lint load bench clean
 
 setup: $(VENV)/.installed models
 
@@ -36,6 +36,16 @@ lint: setup
 
 test: setup nginx lint
 	$(BIN)/pytest
+
+# Switch under load (locust on the front door; switches, a deploy and a rollback during the run).
+load: setup nginx
+	$(BIN)/python utils/switch_under_load.py
+
+# The benchmark table of docs/PERFORMANCE.md (wrk from the OS packages is the load generator).
+bench: setup nginx
+	@command -v wrk >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y wrk; }
+	$(BIN)/python utils/benchmark.py
 
 clean:
 	rm -rf $(VENV) .run models/iris_model_*
