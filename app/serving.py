@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.metrics import Metrics
-from app.model_store import LoadedModel, load_model
+from app.model_store import verify_artifact
 from app.predictor import build_predictor
-from app.training import holdout
 
 
 @dataclass
@@ -22,7 +21,7 @@ class ModelServer:
     """One color's model: verified at start, warmed, then only read."""
 
     settings: dict
-    loaded: LoadedModel
+    card: dict
     predictor: object
     predictor_reason: str
     metrics: Metrics
@@ -33,16 +32,16 @@ class ModelServer:
     @classmethod
     def start(cls, settings: dict) -> ModelServer:
         """Load and verify the configured version, build its predictor, warm it up."""
-        loaded = load_model(settings["MODELS_DIR"], settings["MODEL_VERSION"])
-        predictor, reason = build_predictor(loaded, settings["PREDICTOR"])
-        server = cls(settings, loaded, predictor, reason, Metrics())
+        card = verify_artifact(settings["MODELS_DIR"], settings["MODEL_VERSION"])
+        predictor, reason = build_predictor(card, settings["MODELS_DIR"], settings["PREDICTOR"])
+        server = cls(settings, card, predictor, reason, Metrics())
         server.warm_up()
         server.metrics.model_info.labels(server.version, server.color, predictor.name).set(1)
         return server
 
     @property
     def version(self) -> str:
-        return self.loaded.version
+        return self.card["version"]
 
     @property
     def color(self) -> str:
@@ -50,15 +49,16 @@ class ModelServer:
 
     @property
     def n_features(self) -> int:
-        return len(self.loaded.card["feature_names"])
+        return len(self.card["feature_names"])
 
     @property
     def class_names(self) -> list[str]:
-        return self.loaded.card["class_names"]
+        return self.card["class_names"]
 
     def warm_up(self) -> None:
         """Run the holdout once so the first real request pays no first-call costs."""
-        rows, _ = holdout()
+        rows = np.asarray(self.card["reference"]["rows"]) if self.card.get("reference") else np.zeros(
+            (1, self.n_features))
         self.predictor.predict_proba(rows)
         self.predictor.predict_proba(rows[:1])
         self.ready.set()
@@ -92,7 +92,7 @@ class ModelServer:
 
     def health(self) -> dict:
         """The /health document: status, version, card metrics, live metrics."""
-        card = self.loaded.card
+        card = self.card
         return {
             "status": "draining" if self.draining.is_set() else "ok",
             "ready": self.is_ready(),

@@ -125,7 +125,8 @@ def build_card(model, version: str, artifact: Path, fast_path: dict, x_train, da
     """Evaluate ``model`` on the holdout and describe it."""
     x_hold, y_names = holdout()
     class_names = class_names_for(model, data.target_names)
-    predicted = [class_names[i] for i in np.argmax(model.predict_proba(x_hold), axis=1)]
+    probabilities = model.predict_proba(x_hold)
+    predicted = [class_names[i] for i in np.argmax(probabilities, axis=1)]
     weighted = {"average": "weighted", "zero_division": 0}
     return {
         "name": "iris",
@@ -140,6 +141,9 @@ def build_card(model, version: str, artifact: Path, fast_path: dict, x_train, da
         "sha256": sha256_file(artifact),
         "fast_path": fast_path,
         "holdout": {"size": len(y_names), "fraction": HOLDOUT_FRACTION, "seed": SEED, "stratified": True},
+        # scikit-learn's own answers on the holdout: the server checks the fast path
+        # against them at load time without importing scikit-learn (docs/adr/0006).
+        "reference": {"rows": x_hold.tolist(), "probabilities": probabilities.tolist()},
         "metrics": {
             "accuracy": float(accuracy_score(y_names, predicted)),
             "f1_score": float(f1_score(y_names, predicted, **weighted)),
