@@ -70,14 +70,12 @@ class ModelServer:
         """Return one {"prediction", "probabilities"} item per row."""
         probabilities = self.predictor.predict_proba(rows)
         names = self.class_names
+        winners = probabilities.argmax(axis=1).tolist()
         items = []
-        for row in probabilities:
-            label = names[int(row.argmax())]
+        for winner, row in zip(winners, probabilities.astype(np.float64).round(6).tolist()):
+            label = names[winner]
             self.metrics.prediction_counter(label).inc()
-            items.append({
-                "prediction": label,
-                "probabilities": {name: round(float(p), 6) for name, p in zip(names, row)},
-            })
+            items.append({"prediction": label, "probabilities": dict(zip(names, row))})
         return items
 
     def record_feedback(self, rows: np.ndarray, labels: list[str]) -> dict:
