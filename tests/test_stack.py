@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from app.rollout import StateStore
-from tests.helpers import Stack, Traffic, pids_matching, wait_until
+from tests.helpers import Stack, Traffic, free_port, pids_matching, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +222,46 @@ def test_down_leaves_no_process(shipped_models, tmp_path):
     assert pids_matching(str(stack.run_dir)) == []
     assert stack.gunicorn_pids("blue") == [] and stack.gunicorn_pids("green") == []
     assert threading.active_count() >= 1
+
+
+def test_nginx_answers_its_own_errors_in_json(on_blue):
+    big = b'{"x": [' + b"1," * 600_000 + b"1]}"
+    response = requests.post(on_blue.front + "/predict", data=big)
+    assert response.status_code == 413
+    assert response.json() == {"error": "request body too large: the limit is 1m", "status": 413}
+    assert "nginx/" not in response.headers.get("Server", "")  # server_tokens off
+    for pid in on_blue.gunicorn_pids("green"):
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not on_blue.gunicorn_pids("green"), what="green to die")
+    response = requests.get(on_blue.preview + "/health")
+    assert response.status_code == 502
+    assert response.json() == {"error": "the preview color is not answering (upstream unavailable)", "status": 502}
+
+
+def test_access_log_has_upstream_status_and_timings(on_blue):
+    requests.post(on_blue.front + "/predict", json={"x": [5.1, 3.5, 1.4, 0.2]}, headers={"X-Request-ID": "trace-42"})
+    log = on_blue.run_dir / "nginx" / "access.log"
+    line = wait_until(lambda: next((x for x in log.read_text().splitlines() if "request_id=trace-42" in x), None),
+                      5, what="the access log line")
+    assert '"POST /predict HTTP/1.1" 200' in line
+    assert f"color=blue upstream=127.0.0.1:{on_blue.blue_port} upstream_status=200" in line
+    assert "request_time=" in line and "upstream_time=" in line
+
+
+def test_a_color_may_have_several_replicas(shipped_models, tmp_path):
+    ports = sorted({free_port() for _ in range(2)})
+    stack = Stack(tmp_path, shipped_models)
+    stack.config.write_text(stack.config.read_text().replace(
+        f"ports = [{stack.blue_port}]", f"ports = [{ports[0]}, {ports[1]}]"))
+    try:
+        stack.cli("up")
+        servers = stack.status()["colors"]["blue"]["servers"]
+        assert [s["address"] for s in servers] == [f"127.0.0.1:{p}" for p in ports]
+        assert all(s["ready"] for s in servers)
+        for _ in range(40):
+            requests.post(stack.front + "/predict", json={"x": [5.1, 3.5, 1.4, 0.2]}, headers={"Connection": "close"})
+        wait_until(lambda: all(f"upstream=127.0.0.1:{p}" in (stack.run_dir / "nginx" / "access.log").read_text()
+                               for p in ports), 5, what="both replicas in the access log")
+    finally:
+        stack.down()
+    assert all(pids_matching(f"127.0.0.1:{p}") == [] for p in ports)
