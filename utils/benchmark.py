@@ -62,7 +62,7 @@ def bench_in_process() -> list[tuple]:
     single = np.array([ROW])
     for version in ("v1.0.0", "v1.1.0"):
         loaded = load_model(ROOT / "models", version)
-        fast, _ = build_predictor(loaded)
+        fast, _ = build_predictor(loaded.card, ROOT / "models")
         slow = SklearnPredictor(loaded.model)
         for label, predictor in (("scikit-learn", slow), (f"fast path ({fast.name})", fast)):
             one = per_call_us(lambda p=predictor: p.predict_proba(single))
