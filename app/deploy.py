@@ -269,6 +269,7 @@ class Monitor:
         else:
             self.inconclusive += 1
         if outcome != self.last_outcome or outcome == "fail":
-            self.deployer.say(f"poll {self.polls} of {self.color}: {outcome}" + (f" ({reason})" if reason else ""))
+            detail = f" ({reason})" if reason else ""
+            self.deployer.say(f"{time.strftime('%H:%M:%S')} poll {self.polls} of {self.color}: {outcome}{detail}")
         self.last_outcome = outcome
         return "rollback" if self.failed > self.failure_limit else outcome
