@@ -176,7 +176,8 @@ class Controller:
         try:
             self.nginx.route(target)
         except ControllerError as exc:
-            self.nginx.route(source) if self.nginx.routed_color() != source else None
+            if self.nginx.routed_color() != source:
+                self.nginx.route(source)
             state.record(action, "failed", f"{reason}: {exc}", **details)
             self.store.save(state)
             raise ControllerError(f"switch to {target} failed: {exc}; traffic stays on {source}") from None
