@@ -65,9 +65,19 @@ def print_history(entries: list) -> None:
     if not entries:
         print("no history yet")
     for e in entries:
-        move = f"{e.get('from', '-')} ({e.get('from_version', '-')}) -> {e.get('to', '-')} ({e.get('to_version', '-')})"
+        if "from_version" in e:
+            what = f"{e['from']} ({e['from_version']}) -> {e['to']} ({e['to_version']})"
+        elif e["action"] == "gate":
+            what = f"{e['version']}: {e['gate']}"
+        elif e["action"] == "deploy":
+            what = f"{e['version']} to {e['to']}"
+        elif "to" in e:
+            what = f"{e.get('from', '-')} -> {e['to']}"
+        else:
+            what = ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("time", "action", "outcome", "reason"))
         took = f" {e['duration_ms']} ms" if "duration_ms" in e else ""
-        print(f"{e['time']}  {e['action']:9} {e['outcome']:10} {move}{took}  {e.get('reason', '')}")
+        reason = f"  {e['reason']}" if e.get("reason") else ""
+        print(f"{e['time']}  {e['action']:9} {e['outcome']:12} {what}{took}{reason}")
 
 
 def print_models(rows: list) -> None:

@@ -101,6 +101,9 @@ class CommandProxy(Nginx):
     def pid(self):
         return None
 
+    def down_reason(self) -> str:
+        return ""  # not observable here; the switch's verification through front_url decides
+
     def ensure_running(self, changed: bool) -> str:
         if self.commands["proxy_start"]:
             run_configured(self.runner, self.commands, "proxy_start")

@@ -167,7 +167,8 @@ class Controller:
         if target == source:
             self.say(f"{target} is already active ({state.versions[target]}); nothing to do")
             return {"outcome": "noop", **details}
-        refusal = gates.color_serving(self.runtime.probe_color(target), state.versions[target])
+        refusal = self.nginx.down_reason() or gates.color_serving(self.runtime.probe_color(target),
+                                                                  state.versions[target])
         if refusal and not force:
             state.record(action, "refused", f"{reason}: {refusal}", **details)
             self.store.save(state)

@@ -106,6 +106,10 @@ class Nginx:
     def pid(self) -> int | None:
         return live_pid(self.pid_file, "nginx")
 
+    def down_reason(self) -> str:
+        """Why the front door cannot take a switch right now ("" when it can)."""
+        return "" if self.pid() else "nginx is not running (run `bluegreen up`)"
+
     def start(self) -> None:
         if self.pid():
             return

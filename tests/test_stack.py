@@ -263,3 +263,20 @@ def test_a_color_may_have_several_replicas(shipped_models, tmp_path):
     finally:
         stack.down()
     assert all(pids_matching(f"127.0.0.1:{p}") == [] for p in ports)
+
+
+def test_switch_is_refused_when_nginx_is_down(shipped_models, tmp_path):
+    stack = Stack(tmp_path, shipped_models)
+    try:
+        stack.cli("up")
+        os.kill(stack.status()["nginx_pid"], signal.SIGTERM)  # nginx's fast shutdown
+        wait_until(lambda: stack.status()["nginx_pid"] is None, what="nginx to stop")
+        result = stack.cli("switch", "green", check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (
+            "bluegreen: refusing to switch to green: nginx is not running (run `bluegreen up`); traffic stays on blue")
+        stack.cli("up")  # restarts nginx, nothing else
+        assert stack.status()["nginx_pid"]
+        assert stack.front_color() == "blue"
+    finally:
+        stack.down()
