@@ -153,6 +153,10 @@ def pids_matching(text: str) -> list[int]:
 class Traffic:
     """Several keep-alive clients posting predictions until stopped; counts every outcome."""
 
+    def failures_after(self, moment: float) -> list[str]:
+        """Failures seen later than ``moment`` (a time.monotonic() value)."""
+        return [f for f, t in zip(self.failures, self.failure_times) if t > moment]
+
     def __init__(self, url: str, clients: int = 6, body=None):
         import threading
 
@@ -162,6 +166,7 @@ class Traffic:
         self.lock = threading.Lock()
         self.sent = 0
         self.failures: list[str] = []
+        self.failure_times: list[float] = []  # time.monotonic() when each failure was seen
         self.versions: dict[str, int] = {}
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
@@ -181,6 +186,7 @@ class Traffic:
                     self.sent += 1
                     if failure:
                         self.failures.append(failure)
+                        self.failure_times.append(time.monotonic())
                     if version:
                         self.versions[version] = self.versions.get(version, 0) + 1
 

@@ -126,7 +126,10 @@ def test_killing_the_new_color_during_the_bake_rolls_back(stack):
     assert "deploy v1.1.0 rolled back: 127.0.0.1:" in err
     assert stack.front_color() == "blue"
     assert finished < 5.0
-    assert traffic.failures == []
+    # Only responses under way at the instant of the kill can break (nginx cannot retry a
+    # response it has started sending); every request after that succeeds.
+    assert len(traffic.failures) <= 3
+    assert traffic.failures_after(killed_at + 1.0) == []
     rollback = [e for e in stack.history() if e["action"] == "rollback"][-1]
     assert rollback["outcome"] == "succeeded" and rollback["reason"].startswith("automatic rollback: ")
     assert stack.status()["phase"] == "aborted"

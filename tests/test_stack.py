@@ -167,14 +167,20 @@ def test_a_held_lock_makes_a_switch_fail_clearly(on_blue):
 
 
 def test_killing_the_active_color_under_load(on_blue):
-    with Traffic(on_blue.front, clients=6) as traffic:
+    clients = 6
+    with Traffic(on_blue.front, clients=clients) as traffic:
         time.sleep(1.0)
+        killed_at = time.monotonic()
         for pid in on_blue.gunicorn_pids("blue"):
             os.kill(pid, signal.SIGKILL)
         time.sleep(2.0)
-    print(f"\nactive color killed under load: {traffic.sent} requests, {len(traffic.failures)} failed, "
-          f"versions {traffic.versions}")
-    assert traffic.failures == []
+    print(f"\nactive color killed under load: {traffic.sent} requests, {len(traffic.failures)} failed "
+          f"{traffic.failures}, versions {traffic.versions}")
+    # nginx retries every request it has not started answering (the idle color is the
+    # backup); only a response already under way when blue died can break, so at most
+    # the requests in flight at that instant fail, and none afterwards.
+    assert len(traffic.failures) <= clients
+    assert traffic.failures_after(killed_at + 1.0) == []
     assert traffic.versions.get("v1.1.0", 0) > 0  # the backup color answered
     status = on_blue.status()
     assert status["active"] == "blue"
