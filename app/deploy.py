@@ -57,7 +57,7 @@ class Deployer:
             result = self.last_result
             result.update({"from": source, "to": target, "dry_run": dry_run})
             try:
-                card = self._candidate_card(version)
+                card = verify_artifact(self.config.models_dir, version)
             except ModelLoadError as exc:
                 step("verify artifact", "failed", str(exc))
                 self._finish(state, result, "refused", str(exc))
@@ -94,9 +94,6 @@ class Deployer:
                                       "the traffic but is not marked stable")
             self._scale_down_later(source, step)
             return result
-
-    def _candidate_card(self, version: str) -> dict:
-        return verify_artifact(self.config.models_dir, version)
 
     def _gate(self, state: RolloutState, step, name: str, reason: str, version: str, result: dict,
               detail: str = "") -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,14 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from utils.local_stack import ROOT, LocalStack, free_ports, pids_matching  # noqa: F401 (re-exported)
+
 VENV_BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_until(check, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
@@ -78,76 +76,11 @@ class Gunicorn:
         return self.process.stdout.read() if self.process.stdout else ""
 
 
-class Stack:
+class Stack(LocalStack):
     """A whole local stack (nginx + both colors) driven through the real `bluegreen` CLI."""
-
-    def __init__(self, tmp_path: Path, models_dir: Path, extra_toml: str = ""):
-        ports = set()
-        while len(ports) < 4:
-            ports.add(free_port())
-        self.port, self.preview_port, self.blue_port, self.green_port = sorted(ports)
-        self.dir = Path(tmp_path)
-        self.run_dir = self.dir / "run"
-        self.config = self.dir / "bluegreen.toml"
-        self.config.write_text(
-            f'run_dir = "run"\nmodels_dir = "{models_dir}"\n\n'
-            f"[nginx]\nport = {self.port}\npreview_port = {self.preview_port}\n\n"
-            f"[colors.blue]\nports = [{self.blue_port}]\n\n[colors.green]\nports = [{self.green_port}]\n\n"
-            + extra_toml
-        )
-        self.front = f"http://127.0.0.1:{self.port}"
-        self.preview = f"http://127.0.0.1:{self.preview_port}"
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        result = subprocess.run([str(VENV_BIN / "bluegreen"), "--config", str(self.config), *args],
-                                cwd=self.dir, env=env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"bluegreen {' '.join(args)} exited {result.returncode}:\n"
-                                 f"{result.stdout}\n{result.stderr}")
-        return result
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
-        return subprocess.Popen([str(VENV_BIN / "bluegreen"), "--config", str(self.config), *args],
-                                cwd=self.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def status(self) -> dict:
-        import json
-
-        return json.loads(self.cli("status", "--json").stdout)
-
-    def history(self) -> list:
-        import json
-
-        return json.loads(self.cli("history", "--json").stdout)
 
     def front_color(self) -> str:
         return requests.get(self.front + "/health", timeout=5).headers["X-Color"]
-
-    def gunicorn_pids(self, color: str) -> list[int]:
-        port = self.blue_port if color == "blue" else self.green_port
-        return pids_matching(f"127.0.0.1:{port}")
-
-    def down(self) -> None:
-        self.cli("down", check=False)
-
-
-def pids_matching(text: str) -> list[int]:
-    """Pids of live processes whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 class Traffic:

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from app.controller import Controller
+from app.deploy import Deployer
 from app.errors import ControllerError
 from app.stack_config import load_config
 
@@ -115,6 +116,12 @@ def controller(world, tmp_path, shipped_models):
     return Controller(config, runtime=runtime, nginx=CommandProxy(config, world), say=lambda line: None)
 
 
+@pytest.fixture
+def deployer(controller):
+    controller.up()
+    return Deployer(controller, say=lambda line: None)
+
+
 def test_up_runs_the_configured_commands_in_order(controller, world):
     controller.up()
     assert world.log == [
@@ -163,13 +170,8 @@ def test_a_failing_proxy_test_keeps_the_live_config(controller, world):
     assert (controller.config.run_dir / "nginx" / "nginx.conf").read_text() == live
 
 
-def test_deploy_runs_stop_then_start_on_the_idle_color(controller, world):
-    from app.deploy import Deployer
-
-    controller.up()
+def test_deploy_runs_stop_then_start_on_the_idle_color(deployer, world):
     world.log.clear()
-    controller.config.data["bake"].update(period=0.3, interval=0.1)
-    deployer = Deployer(controller, say=lambda line: None)
     # The fake colors answer no /predict: the smoke gate blocks, after the idle color was reloaded.
     with pytest.raises(ControllerError, match="blocked by gate: smoke evaluation through the preview door"):
         deployer.deploy("v1.0.0")
@@ -177,13 +179,10 @@ def test_deploy_runs_stop_then_start_on_the_idle_color(controller, world):
     assert world.routed == "blue"
 
 
-def test_a_failing_start_command_blocks_the_deploy_and_traffic_stays(controller, world):
-    from app.deploy import Deployer
-
-    controller.up()
+def test_a_failing_start_command_blocks_the_deploy_and_traffic_stays(deployer, world):
     world.fail.add("start")
     with pytest.raises(ControllerError, match=r"`start green v1.0.0` exited 1: start: simulated failure; "
                                               r"traffic stays on blue"):
-        Deployer(controller, say=lambda line: None).deploy("v1.0.0")
+        deployer.deploy("v1.0.0")
     assert world.routed == "blue"
     assert "route green blue" not in world.log

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,11 +37,11 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BIN = Path(sys.executable).parent
 
 from app.model_store import load_model  # noqa: E402
 from app.predictor import SklearnPredictor, build_predictor  # noqa: E402
 from app.training import holdout  # noqa: E402
+from utils.local_stack import LocalStack  # noqa: E402
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -71,46 +70,11 @@ def bench_in_process() -> list[tuple]:
     return rows
 
 
-def free_ports(n):
-    ports = set()
-    while len(ports) < n:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
-
-
-class BenchStack:
-    def __init__(self, directory: Path, workers: int, threads: int):
-        self.front, self.preview, self.blue, self.green = free_ports(4)
-        self.dir = directory
-        self.config = directory / "bluegreen.toml"
-        self.config.write_text(
-            f'run_dir = "run"\nmodels_dir = "{ROOT / "models"}"\n'
-            f"[nginx]\nport = {self.front}\npreview_port = {self.preview}\n"
-            f"[colors.blue]\nports = [{self.blue}]\n[colors.green]\nports = [{self.green}]\n"
-            f"[gunicorn]\nworkers = {workers}\nthreads = {threads}\n"
-            "[bake]\nperiod = 20.0\ninterval = 0.5\nfailure_limit = 1\n"
-        )
-
-    def cli(self, *args, check=True):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
-        result = subprocess.run([str(BIN / "bluegreen"), "--config", str(self.config), *args],
-                                capture_output=True, text=True, env=env, cwd=self.dir)
-        if check and result.returncode != 0:
-            raise RuntimeError(f"bluegreen {' '.join(args)}: {result.stderr.strip()}")
-        return result
-
-    def popen(self, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
-        return subprocess.Popen([str(BIN / "bluegreen"), "--config", str(self.config), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=self.dir)
-
-    def status(self):
-        return json.loads(self.cli("status", "--json").stdout)
-
-    def history(self):
-        return json.loads(self.cli("history", "--json").stdout)
+def bench_stack(directory: Path, workers: int, threads: int) -> LocalStack:
+    return LocalStack(directory, extra_toml=(
+        f"[gunicorn]\nworkers = {workers}\nthreads = {threads}\n"
+        "[bake]\nperiod = 20.0\ninterval = 0.5\nfailure_limit = 1\n"
+    ))
 
 
 WRK_POST = """wrk.method = "POST"
@@ -166,27 +130,6 @@ def color_memory(pids: list[int]) -> tuple[float, float]:
     return rss / 1024, pss / 1024
 
 
-def gunicorn_pids(port: int) -> list[int]:
-    master = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-              and f"127.0.0.1:{port}" in _cmdline(p)]
-    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) in master]
-    return master + children
-
-
-def _cmdline(p: Path) -> str:
-    try:
-        return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _ppid(p: Path) -> int:
-    try:
-        return int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def trickle(url: str, stop: threading.Event):
     with requests.Session() as session:
         while not stop.is_set():
@@ -195,17 +138,17 @@ def trickle(url: str, stop: threading.Event):
             time.sleep(0.01)
 
 
-def measure_rollback(stack: BenchStack) -> float:
+def measure_rollback(stack: LocalStack) -> dict:
     """Deploy to the idle color, kill it during the bake, return rollback_ms from the history."""
     stack.cli("up")
     if stack.status()["active"] != "blue":
         stack.cli("switch", "blue")
     stop = threading.Event()
-    thread = threading.Thread(target=trickle, args=(f"http://127.0.0.1:{stack.front}", stop), daemon=True)
+    thread = threading.Thread(target=trickle, args=(stack.front, stop), daemon=True)
     thread.start()
     try:
         deploy = stack.popen("deploy", "v1.1.0")
-        state_file = stack.dir / "run" / "state.json"
+        state_file = stack.run_dir / "state.json"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill only once the bake has begun
             with contextlib.suppress(OSError, ValueError):
@@ -213,7 +156,7 @@ def measure_rollback(stack: BenchStack) -> float:
                 if state["active"] == "green" and state["phase"] == "progressing":
                     break
             time.sleep(0.05)
-        for pid in gunicorn_pids(stack.green):
+        for pid in stack.gunicorn_pids("green"):
             os.kill(pid, signal.SIGKILL)
         out, err = deploy.communicate(timeout=60)
     finally:
@@ -255,11 +198,11 @@ def main(argv=None) -> int:
         print()
 
     with tempfile.TemporaryDirectory(prefix="bluegreen-bench-") as tmp:
-        stack = BenchStack(Path(tmp), args.workers, args.threads)
+        stack = bench_stack(Path(tmp), args.workers, args.threads)
         stack.cli("up")
         try:
-            front = f"http://127.0.0.1:{stack.front}"
-            direct = f"http://127.0.0.1:{stack.blue}"
+            front = stack.front
+            direct = f"http://127.0.0.1:{stack.blue_port}"
             scenarios = [
                 # (name, active color, url, POST?, connections)
                 ("trivial endpoint (GET /livez), front door", "blue", front + "/livez", False, args.connections),
@@ -304,8 +247,7 @@ def main(argv=None) -> int:
                 durations.append(stack.history()[-1]["duration_ms"])
             if stack.status()["active"] != "blue":
                 stack.cli("switch", "blue")
-            memory = {color: color_memory(gunicorn_pids(port))
-                      for color, port in (("blue", stack.blue), ("green", stack.green))}
+            memory = {color: color_memory(stack.gunicorn_pids(color)) for color in ("blue", "green")}
             rollbacks = [measure_rollback(stack)["rollback_ms"] for _ in range(3)]
         finally:
             stack.cli("down", check=False)

@@ -15,7 +15,6 @@ import argparse
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,35 +22,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from utils.local_stack import BIN, LocalStack  # noqa: E402
+
+SHORT_BAKE = "[bake]\nperiod = 3.0\ninterval = 0.5\nfailure_limit = 1\n"
 
 
-def free_ports(n: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < n:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
-
-
-def write_config(directory: Path) -> tuple[Path, int]:
-    front, preview, blue, green = free_ports(4)
-    config = directory / "bluegreen.toml"
-    config.write_text(
-        f'run_dir = "run"\nmodels_dir = "{ROOT / "models"}"\n'
-        f"[nginx]\nport = {front}\npreview_port = {preview}\n"
-        f"[colors.blue]\nports = [{blue}]\n[colors.green]\nports = [{green}]\n"
-        "[bake]\nperiod = 3.0\ninterval = 0.5\nfailure_limit = 1\n"
-    )
-    return config, front
-
-
-def bluegreen(config: Path, *args: str) -> tuple[bool, str]:
+def bluegreen(stack: LocalStack, *args: str) -> tuple[bool, str]:
+    """Run one controller command, print a line with its timing, say whether it succeeded."""
     began = time.monotonic()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
-    result = subprocess.run([str(BIN / "bluegreen"), "--config", str(config), *args],
-                            capture_output=True, text=True, env=env, cwd=config.parent)
+    result = stack.cli(*args, check=False)
     took = time.monotonic() - began
     line = (result.stdout.strip().splitlines() or result.stderr.strip().splitlines() or [""])[-1]
     print(f"  bluegreen {' '.join(args):22} exit {result.returncode}  {took:5.2f}s  {line}", flush=True)
@@ -79,8 +60,8 @@ def main(argv=None) -> int:
     report_dir.mkdir(parents=True, exist_ok=True)
     steps_ok = True
     with tempfile.TemporaryDirectory(prefix="bluegreen-load-") as tmp:
-        config, front = write_config(Path(tmp))
-        ok, _ = bluegreen(config, "up")
+        stack = LocalStack(Path(tmp), extra_toml=SHORT_BAKE)
+        ok, _ = bluegreen(stack, "up")
         if not ok:
             return 1
         prefix = report_dir / "switch_under_load"
@@ -89,7 +70,7 @@ def main(argv=None) -> int:
         locust = subprocess.Popen(
             [str(BIN / "locust"), "-f", str(ROOT / "utils" / "locustfile.py"), "--headless",
              "-u", str(args.users), "-r", str(args.users), "-t", f"{args.duration}s",
-             "--host", f"http://127.0.0.1:{front}", "--csv", str(prefix), "--html", f"{prefix}.html",
+             "--host", stack.front, "--csv", str(prefix), "--html", f"{prefix}.html",
              "--only-summary", "--loglevel", "WARNING"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -99,14 +80,14 @@ def main(argv=None) -> int:
             actions += [("deploy", "v1.1.0"), ("rollback",)]
             pause = max(0.5, (args.duration - 12) / len(actions))
             for action in actions:
-                ok, _ = bluegreen(config, *action)
+                ok, _ = bluegreen(stack, *action)
                 steps_ok &= ok
                 time.sleep(pause)
             locust_err = locust.communicate(timeout=args.duration + 120)[1]
         finally:
             if locust.poll() is None:
                 locust.kill()
-            bluegreen(config, "down")
+            bluegreen(stack, "down")
         row = read_aggregate(prefix)
         versions = json.loads(versions_file.read_text()) if versions_file.exists() else {}
     requests_total, failures = int(row["Request Count"]), int(row["Failure Count"])
