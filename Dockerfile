@@ -26,4 +26,4 @@ USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/ready' % os.environ.get('PORT', '8080'), timeout=2)"]
-CMD ["gunicorn", "-c", "app/gunicorn_conf.py", "app.wsgi:app"]
+CMD ["gunicorn", "-c", "app/server/gunicorn_conf.py", "app.wsgi:app"]

@@ -29,10 +29,12 @@ run: setup nginx
 
 # One color under gunicorn in the foreground (MODEL_VERSION, COLOR, PORT from the environment).
 serve: setup
-	$(BIN)/gunicorn -c app/gunicorn_conf.py app.wsgi:app
+	$(BIN)/gunicorn -c app/server/gunicorn_conf.py app.wsgi:app
 
+# ruff, and the import contracts that keep each program in its process (pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: setup nginx lint
 	$(BIN)/pytest

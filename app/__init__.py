@@ -1,26 +1,11 @@
-"""A blue-green deployable model server: the application factory."""
+"""bluegreen: a blue-green deployable model server behind nginx.
 
-from __future__ import annotations
+Three programs share this package, one subpackage each (README, "Layout"):
 
+* ``app.server``: the model server, inside gunicorn (``app/wsgi.py``);
+* ``app.control``: the ``bluegreen`` controller, a command line;
+* ``app.training``: offline training and registration of versions.
 
-def create_app(config: dict | None = None):
-    """Build the app: settings (defaults, environment, ``config``), a verified model, routes.
-
-    Raises ``ModelLoadError`` when the model is refused; the process must not serve then.
-    """
-    # Imported here, not at module level: the `bluegreen` controller imports this package
-    # and must start fast, without Flask and scikit-learn.
-    from flask import Flask
-
-    from app.api import bp
-    from app.config import load_settings
-    from app.errors import register_error_handlers
-    from app.serving import ModelServer
-
-    settings = load_settings(config)
-    app = Flask(__name__)
-    app.config.update(settings)
-    app.extensions["model_server"] = ModelServer.start(settings)
-    register_error_handlers(app)
-    app.register_blueprint(bp)
-    return app
+``app.artifacts``, ``app.errors`` and ``app.defaults`` are what they share. The import
+contracts in ``pyproject.toml`` (``make lint``) keep the boundaries.
+"""

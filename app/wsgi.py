@@ -1,13 +1,5 @@
-"""WSGI entry point for gunicorn: ``gunicorn -c app/gunicorn_conf.py app.wsgi:app``."""
+"""WSGI entry point for gunicorn: ``gunicorn -c app/server/gunicorn_conf.py app.wsgi:app``."""
 
-import sys
+from app.server import create_app_or_exit
 
-from app import create_app
-from app.errors import ModelLoadError
-
-try:
-    app = create_app()
-except (ModelLoadError, ValueError) as exc:
-    # One line naming the file and the reason; the process exits and never serves.
-    print(f"refusing to serve: {exc}", file=sys.stderr, flush=True)
-    raise SystemExit(3) from None
+app = create_app_or_exit()

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from app import create_app
-from app.training import train_shipped
+from app.server import create_app
+from app.training.shipped import train_shipped
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,7 @@ class Gunicorn:
             env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         env.update(extra_env or {})
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "-c", "app/gunicorn_conf.py", "app.wsgi:app"],
+            [str(VENV_BIN / "gunicorn"), "-c", "app/server/gunicorn_conf.py", "app.wsgi:app"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
 

@@ -38,9 +38,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.model_store import load_model  # noqa: E402
-from app.predictor import SklearnPredictor, build_predictor  # noqa: E402
-from app.training import holdout  # noqa: E402
+from app.artifacts.loading import load_model  # noqa: E402
+from app.server.predictors import SklearnPredictor, build_predictor  # noqa: E402
+from app.training.data import holdout  # noqa: E402
 from utils.local_stack import LocalStack  # noqa: E402
 
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -139,7 +139,7 @@ def trickle(url: str, stop: threading.Event):
 
 
 def measure_rollback(stack: LocalStack) -> dict:
-    """Deploy to the idle color, kill it during the bake, return rollback_ms from the history."""
+    """Deploy to the idle color, kill it during the bake, return the rollback event from the history."""
     stack.cli("up")
     if stack.status()["active"] != "blue":
         stack.cli("switch", "blue")
@@ -153,7 +153,7 @@ def measure_rollback(stack: LocalStack) -> dict:
         while time.monotonic() < deadline:  # kill only once the bake has begun
             with contextlib.suppress(OSError, ValueError):
                 state = json.loads(state_file.read_text())
-                if state["active"] == "green" and state["phase"] == "progressing":
+                if state["active"] == "green" and (state["rollout"] or {}).get("phase") == "baking":
                     break
             time.sleep(0.05)
         for pid in stack.gunicorn_pids("green"):
@@ -162,7 +162,7 @@ def measure_rollback(stack: LocalStack) -> dict:
     finally:
         stop.set()
         thread.join()
-    rollback = [e for e in stack.history() if e["action"] == "rollback" and "rollback_ms" in e]
+    rollback = [e for e in stack.history() if e["action"] == "rollback" and "since_ms" in e]
     if deploy.returncode != 1 or not rollback:
         raise RuntimeError(f"the deploy did not roll back (exit {deploy.returncode}):\n{out}\n{err}")
     stack.cli("up")
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
             if stack.status()["active"] != "blue":
                 stack.cli("switch", "blue")
             memory = {color: color_memory(stack.gunicorn_pids(color)) for color in ("blue", "green")}
-            rollbacks = [measure_rollback(stack)["rollback_ms"] for _ in range(3)]
+            rollbacks = [measure_rollback(stack)["since_ms"] for _ in range(3)]
         finally:
             stack.cli("down", check=False)
 

@@ -1,0 +1,176 @@
+"""`bluegreen`: the controller's command line.
+
+Exit codes: 0 success; 1 the command could not do what was asked (one line on stderr
+says why; ``--verbose`` adds the chain of causes); 2 usage errors; 130 interrupted.
+Nothing heavy is imported before a command runs: ``--help`` costs the parser only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from app.control.config import COLORS
+from app.errors import ControllerError, ModelLoadError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bluegreen", description="Blue-green model deployments behind nginx.")
+    parser.add_argument("--config", help="TOML config file (default: bluegreen.toml when present)")
+    parser.add_argument("--verbose", action="store_true", help="on failure, show the chain of causes too")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start both colors and nginx (idempotent); trains the shipped models if missing")
+    sub.add_parser("down", help="stop nginx and both colors gracefully")
+    status = sub.add_parser("status", help="active color, versions, readiness, health, pids (changes nothing)")
+    status.add_argument("--json", action="store_true")
+    switch = sub.add_parser("switch", help="move the front door to a color")
+    switch.add_argument("color", choices=COLORS)
+    switch.add_argument("--force", action="store_true", help="switch even if the color is not ready/healthy")
+    rollback = sub.add_parser("rollback", help="back to the previously active color")
+    rollback.add_argument("--force", action="store_true")
+    sub.add_parser("reload", help="re-render, test and reload the nginx config")
+    sub.add_parser("reconcile", help="repair the record from what nginx serves (recorded in the history)")
+    history = sub.add_parser("history", help="every switch, gate and deploy, with time, reason and outcome")
+    history.add_argument("--json", action="store_true")
+    history.add_argument("--limit", type=int, help="only the last N events")
+    register = sub.add_parser("register", help="add a joblib-saved iris classifier as a new version")
+    register.add_argument("version", help="vMAJOR.MINOR.PATCH")
+    register.add_argument("model_file")
+    register.add_argument("--json", action="store_true", help="print the whole model card")
+    models = sub.add_parser("models", help="versions with their metrics and where each runs")
+    models.add_argument("--json", action="store_true")
+    deploy = sub.add_parser("deploy", help="load a version into the idle color, gate it, switch, bake")
+    deploy.add_argument("version")
+    deploy.add_argument("--dry-run", action="store_true", help="run the gates and print the plan; do not switch")
+    deploy.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
+    watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
+    return parser
+
+
+def print_status(status: dict) -> None:
+    print(f"active: {status['active']}   previous: {status['previous'] or '-'}   "
+          f"stable: {status['stable'] or '-'}   phase: {status['phase']}")
+    rollout = status["rollout"]
+    if rollout:
+        print(f"rollout: {rollout['version']} {rollout['source']} -> {rollout['target']}, {rollout['phase']} "
+              f"(since {rollout['updated']}){' dry run' if rollout['dry_run'] else ''}")
+    if status["drift"]:
+        print(f"warning: {status['drift']}")
+    print(f"front door: {status['front_door']}   preview: {status['preview']}   "
+          f"nginx pid: {status['nginx_pid'] or '-'}")
+    for color, info in status["colors"].items():
+        marker = "*" if color == status["active"] else " "
+        print(f"{marker} {color:5} {info['version']:8} {info['state']:4} {info['reason']}")
+        for server in info["servers"]:
+            health = server["health"] or {}
+            accuracy = (health.get("metrics") or {}).get("accuracy")
+            live = health.get("live") or {}
+            print(f"    {server['address']:21} pid {server['pid'] or '-':>7}  ready {str(server['ready']).lower():5}"
+                  f"  accuracy {accuracy if accuracy is None else f'{accuracy:.3f}'}"
+                  f"  live accuracy {live.get('accuracy')}  requests {live.get('requests', '-')}")
+
+
+def describe_event(e: dict) -> str:
+    if "from_version" in e:
+        return f"{e['from']} ({e['from_version']}) -> {e['to']} ({e['to_version']})"
+    if e["action"] == "gate":
+        return f"{e['version']}: {e['gate']}"
+    if e["action"] == "deploy":
+        return f"{e['version']} to {e['to']}" + (" (dry run)" if e.get("dry_run") else "")
+    if "to" in e:
+        return f"{e.get('from', '-')} -> {e['to']}"
+    return ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("time", "action", "outcome", "reason"))
+
+
+def print_history(entries: list) -> None:
+    if not entries:
+        print("no history yet")
+    for e in entries:
+        took = f" {e['duration_ms']} ms" if "duration_ms" in e else ""
+        reason = f"  {e['reason']}" if e.get("reason") else ""
+        print(f"{e.get('time', '?')}  {e.get('action', '?'):9} {e.get('outcome', '?'):12} {describe_event(e)}{took}"
+              f"{reason}")
+
+
+def print_models(rows: list) -> None:
+    for row in rows:
+        m = row["metrics"]
+        where = ", ".join(row["colors"]) or "-"
+        flags = ("*" if row["active"] else " ") + ("s" if row["stable"] else " ")
+        print(f"{flags} {row['version']:8} {row['algorithm'] or '?':24} "
+              f"accuracy {m.get('accuracy', float('nan')):.4f}  f1 {m.get('f1_score', float('nan')):.4f}  "
+              f"path {row['fast_path']:7} running on {where}")
+
+
+def say_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    from app.control.config import load_config
+    from app.control.controller import Controller, build_stack
+
+    config = load_config(args.config)
+    say = say_to_stderr if getattr(args, "json", False) else print
+    controller = Controller(build_stack(config, say))
+    if args.command == "up":
+        controller.up()
+    elif args.command == "down":
+        controller.down()
+    elif args.command == "status":
+        status = controller.status()
+        print(json.dumps(status, indent=2)) if args.json else print_status(status)
+    elif args.command == "switch":
+        controller.switch(args.color, force=args.force)
+    elif args.command == "rollback":
+        controller.rollback(force=args.force)
+    elif args.command == "reload":
+        print(controller.reload())
+    elif args.command == "reconcile":
+        print(controller.reconcile())
+    elif args.command == "history":
+        entries = controller.history(args.limit)
+        print(json.dumps(entries, indent=2)) if args.json else print_history(entries)
+    elif args.command == "register":
+        from app.control.offline import run_training
+
+        print(run_training(config.models_dir, "register", args.version, args.model_file,
+                           *(["--json"] if args.json else [])), end="")
+    elif args.command == "models":
+        rows = controller.models()
+        print(json.dumps(rows, indent=2)) if args.json else print_models(rows)
+    elif args.command == "deploy":
+        from app.control.deploy import Deployer
+
+        result = Deployer(controller).deploy(args.version, dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps(result.to_json(), indent=2))
+        if not result.succeeded:
+            raise ControllerError(result.message)
+    elif args.command == "watch":
+        from app.control.bake import watch
+
+        return watch(controller, args.duration)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ControllerError, ModelLoadError, OSError) as exc:
+        if args.verbose:
+            traceback.print_exception(exc)
+        message = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.filename}: {exc.strerror}"
+        print(f"bluegreen: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bluegreen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""How the controller observes one server: ``/ready`` and ``/health`` over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from app.control.http import Connection, HttpError
+
+
+@dataclass(frozen=True)
+class ServerProbe:
+    """What one server of a color answers right now."""
+
+    address: str
+    pid: int | None
+    ready: bool
+    health: dict | None
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def probe(address: str, pid: int | None = None, timeout: float = 2.0) -> ServerProbe:
+    """Ask one server for /ready and /health."""
+    try:
+        with Connection(f"http://{address}", timeout) as conn:
+            ready = conn.request("GET", "/ready").status == 200
+            health = conn.request("GET", "/health").json()
+        if not isinstance(health, dict):
+            raise ValueError("/health is not a JSON object")
+        return ServerProbe(address, pid, ready, health)
+    except HttpError as exc:
+        return ServerProbe(address, pid, False, None, str(exc))
+    except ValueError:
+        return ServerProbe(address, pid, False, None, "/health did not answer JSON")

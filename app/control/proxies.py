@@ -1,0 +1,269 @@
+"""Proxies: the front door's side effects around the pure renderer.
+
+One interface (``Proxy``), two implementations: ``LocalNginx`` runs nginx here,
+unprivileged, under ``<run_dir>/nginx`` (its own prefix, pid file, logs and temp paths);
+``CommandProxy`` drives an nginx container or a Kubernetes Service through configured
+commands. Both keep the rendered config in ``<run_dir>/nginx`` (``NginxFiles``), install
+a change the same way (render, write ``nginx.conf.new``, test it, replace the live file
+atomically; on failure the live config is untouched) and, unless a route command is
+configured, route with the same marker file (docs/adr/0003-switching.md).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from app.artifacts.fsutil import atomic_write_bytes
+from app.control.commands import run_configured
+from app.control.config import COLORS, StackConfig, other_color
+from app.control.nginx_render import render_config, render_context
+from app.control.processes import live_pid, tail, terminate, wait_gone
+from app.errors import ControllerError
+
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+class Proxy(Protocol):
+    """The front door: its config, its process, and which color it routes to."""
+
+    def render(self) -> str:
+        """The config text for the current configuration."""
+
+    def apply(self, text: str) -> bool:
+        """Test ``text`` and make it the live config file; False when it already was."""
+
+    def reload(self) -> None:
+        """Make the running proxy read the live config file."""
+
+    def start(self) -> None:
+        """Make sure the proxy runs (a running one is left alone)."""
+
+    def stop(self) -> None:
+        """Stop the proxy gracefully."""
+
+    def route(self, color: str) -> None:
+        """Send the front door to ``color`` (and the preview door to the other one)."""
+
+    def routed_color(self) -> str:
+        """The color the front door routes to right now."""
+
+    def down_reason(self) -> str:
+        """Why the proxy cannot take a switch right now; "" when it can (or cannot be observed)."""
+
+    def pid(self) -> int | None:
+        """The proxy's process id, when it runs here."""
+
+
+class NginxFiles:
+    """``<run_dir>/nginx``: the live config, the candidate, and the route marker."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.dir = config.run_dir / "nginx"
+        self.conf = self.dir / "nginx.conf"
+        self.candidate = self.dir / "nginx.conf.new"
+        # The marker's existence routes the front door to green (see the template).
+        self.marker = self.dir / "active-green"
+        # Where the proxy itself sees this directory (a container mounts it elsewhere).
+        self.seen_as = config.nginx.proxy_dir or str(self.dir)
+
+    def render(self, worker_user: str = "") -> str:
+        template = Path(self.config.nginx.template)
+        try:
+            text = template.read_text()
+        except OSError as exc:
+            raise ControllerError(f"nginx template {template}: {exc.strerror}") from exc
+        context = render_context(self.config, self.seen_as, f"{self.seen_as}/{self.marker.name}", worker_user)
+        return render_config(text, context)
+
+    def differs(self, text: str) -> bool:
+        try:
+            return self.conf.read_text() != text
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            raise ControllerError(f"{self.conf}: {exc.strerror}") from exc
+
+    def install(self, text: str, test) -> bool:
+        """Write the candidate, ``test(candidate)``, then replace the live file; False if unchanged."""
+        if not self.differs(text):
+            return False
+        try:
+            for name in TEMP_DIRS:
+                (self.dir / "tmp" / name).mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.candidate, text.encode())
+        except OSError as exc:
+            raise ControllerError(f"{self.dir}: cannot write the nginx config ({exc.strerror})") from exc
+        try:
+            test(self.candidate)
+            os.replace(self.candidate, self.conf)
+        finally:
+            self.candidate.unlink(missing_ok=True)
+        return True
+
+    def routed_color(self) -> str:
+        return "green" if self.marker.exists() else "blue"
+
+    def route(self, color: str) -> None:
+        """Point the front door at ``color`` (atomic: create by rename, or unlink)."""
+        if color not in COLORS:
+            raise ControllerError(f"unknown color {color!r}")
+        try:
+            if color == "green":
+                atomic_write_bytes(self.marker, b"green\n")
+            else:
+                self.marker.unlink(missing_ok=True)
+        except OSError as exc:
+            raise ControllerError(f"{self.marker}: cannot move the route ({exc.strerror})") from exc
+
+
+class LocalNginx:
+    """nginx on this machine, started and signalled with its own prefix and pid file."""
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.files = NginxFiles(config)
+        self.dir = self.files.dir
+        self.pid_file = self.dir / "nginx.pid"
+        self.error_log = self.dir / "error.log"
+
+    def worker_user(self) -> str:
+        """The ``user`` directive's value: only needed when nginx starts as root.
+
+        A root master runs its workers as nobody, who may not even reach a run directory
+        under a private home (and then cannot stat the route marker); the workers run as
+        the run directory's owner instead. Unprivileged, nginx ignores ``user`` anyway.
+        """
+        if os.geteuid() != 0:
+            return ""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        info = self.dir.stat()
+        return f"{pwd.getpwuid(info.st_uid).pw_name} {grp.getgrgid(info.st_gid).gr_name}"
+
+    def render(self) -> str:
+        return self.files.render(self.worker_user())
+
+    def _run(self, *args: str, conf: Path | None = None) -> subprocess.CompletedProcess:
+        command = [self.config.nginx_binary(), "-p", str(self.dir), "-c", str(conf or self.files.conf),
+                   "-e", str(self.error_log), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    def test(self, conf: Path) -> None:
+        """``nginx -t`` on ``conf``; raise with nginx's own complaint when it fails."""
+        result = self._run("-t", conf=conf)
+        if result.returncode != 0:
+            complaint = [line for line in result.stderr.splitlines() if "[emerg]" in line or "[alert]" in line]
+            reason = (complaint or result.stderr.strip().splitlines() or ["unknown error"])[0]
+            raise ControllerError(f"nginx rejected the new config: {reason}")
+
+    def apply(self, text: str) -> bool:
+        return self.files.install(text, self.test)
+
+    def pid(self) -> int | None:
+        return live_pid(self.pid_file, "nginx")
+
+    def down_reason(self) -> str:
+        return "" if self.pid() else "nginx is not running (run `bluegreen up`)"
+
+    def start(self) -> None:
+        if self.pid():
+            return
+        self.pid_file.unlink(missing_ok=True)
+        result = self._run()
+        if result.returncode != 0 or not self.pid():
+            lines = result.stderr.strip().splitlines() or tail(self.error_log, 1) or ["no output"]
+            raise ControllerError(f"nginx did not start: {lines[-1]}")
+
+    def reload(self) -> None:
+        """Graceful reload: nginx re-tests the config and keeps the old one if it fails."""
+        if not self.pid():
+            raise ControllerError("nginx is not running: run `bluegreen up`")
+        result = self._run("-s", "reload")
+        if result.returncode != 0:
+            raise ControllerError(f"nginx reload failed: {result.stderr.strip()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop (QUIT: finish in-flight requests), then make sure it is gone."""
+        pid = self.pid()
+        if not pid:
+            self.pid_file.unlink(missing_ok=True)
+            return
+        self._run("-s", "quit")
+        if not wait_gone(pid, "nginx", timeout):
+            terminate(pid, "nginx", 15, 5)
+        self.pid_file.unlink(missing_ok=True)
+
+    def route(self, color: str) -> None:
+        self.files.route(color)
+
+    def routed_color(self) -> str:
+        return self.files.routed_color()
+
+
+class CommandProxy:
+    """An nginx container or a Kubernetes Service, driven by the configured commands.
+
+    Its process is not observable from here: ``down_reason`` is always "", and a switch
+    is judged by what the front door answers (``switch.front_url``).
+    """
+
+    def __init__(self, config: StackConfig, runner):
+        self.config = config
+        self.files = NginxFiles(config)
+        self.runner = runner
+        self.commands = config.runtime.commands
+
+    def _run(self, name: str, **values) -> str:
+        return run_configured(self.runner, self.commands, name, **values)
+
+    def render(self) -> str:
+        return self.files.render()
+
+    def test(self, conf: Path) -> None:
+        if self.commands.proxy_test:
+            try:
+                self._run("proxy_test", conf=f"{self.files.seen_as}/{conf.name}")
+            except ControllerError as exc:
+                raise ControllerError(f"nginx rejected the new config: {exc}") from exc
+
+    def apply(self, text: str) -> bool:
+        return self.files.install(text, self.test)
+
+    def pid(self) -> int | None:
+        return None
+
+    def down_reason(self) -> str:
+        return ""
+
+    def start(self) -> None:
+        if self.commands.proxy_start:
+            self._run("proxy_start")
+
+    def reload(self) -> None:
+        if self.commands.proxy_reload:
+            self._run("proxy_reload")
+
+    def stop(self) -> None:
+        if self.commands.proxy_stop:
+            self._run("proxy_stop")
+
+    def route(self, color: str) -> None:
+        if not self.commands.route:
+            self.files.route(color)  # the marker file, in the directory the proxy mounts
+            return
+        if color not in COLORS:
+            raise ControllerError(f"unknown color {color!r}")
+        self._run("route", color=color, other=other_color(color))
+
+    def routed_color(self) -> str:
+        if not self.commands.routed:
+            return self.files.routed_color()
+        color = self._run("routed").strip()
+        if color not in COLORS:
+            raise ControllerError(f"runtime.commands.routed printed {color!r}, not blue or green")
+        return color

@@ -1,0 +1,193 @@
+"""The rollout model: phases, verdicts, the recorded state, and the history's events.
+
+Read it like argo-rollouts' blue-green status. ``RolloutState`` is what is true between
+commands: which color takes the front door (``active``), what each color runs
+(``versions``), the last promoted version (``stable``) and the current rollout, if any.
+A ``Rollout`` moves through ``Phase``s along ``TRANSITIONS`` only; anything else is a bug
+and raises. Gates and bake polls return a ``GateResult``: a ``Verdict`` with its reason
+and its numbers. Every step leaves an ``Event`` in the history log (``store.py``), kept
+apart from the state so that the state stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from app.control.config import COLORS, other_color
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Phase(StrEnum):
+    """Where a rollout is. ``IDLE``: none has run yet."""
+
+    IDLE = "idle"
+    GATING = "gating"            # verifying the artifact, card and smoke gates
+    LOADING = "loading"          # starting the version on the idle color
+    SWITCHING = "switching"      # moving the front door, verified through it
+    BAKING = "baking"            # watching the new active color before calling it stable
+    PROMOTED = "promoted"        # the bake passed: the version is stable
+    VERIFIED = "verified"        # a dry run passed every pre-promotion gate; nothing switched
+    ROLLED_BACK = "rolled-back"  # traffic went back to the stable version after the switch
+    ABORTED = "aborted"          # stopped before the switch (a gate refused, a load failed)
+    DEGRADED = "degraded"        # the bake saw no traffic to judge: serving, not stable
+
+    @property
+    def running(self) -> bool:
+        return self in (Phase.GATING, Phase.LOADING, Phase.SWITCHING, Phase.BAKING)
+
+
+# Every phase a rollout may move to from each phase. A new rollout starts in GATING.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.GATING: frozenset({Phase.LOADING, Phase.SWITCHING, Phase.VERIFIED, Phase.ABORTED}),
+    Phase.LOADING: frozenset({Phase.GATING, Phase.ABORTED}),
+    Phase.SWITCHING: frozenset({Phase.BAKING, Phase.ABORTED}),
+    Phase.BAKING: frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.DEGRADED, Phase.ABORTED}),
+    Phase.DEGRADED: frozenset({Phase.ROLLED_BACK}),
+    Phase.PROMOTED: frozenset({Phase.ROLLED_BACK}),
+    Phase.VERIFIED: frozenset(),
+    Phase.ROLLED_BACK: frozenset(),
+    Phase.ABORTED: frozenset(),
+    Phase.IDLE: frozenset(),
+}
+
+
+class Verdict(StrEnum):
+    """A gate's or a poll's answer. No data is never a pass: it is inconclusive or a failure."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's verdict, why, and the numbers it was decided on."""
+
+    gate: str
+    verdict: Verdict
+    reason: str = ""
+    numbers: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+
+@dataclass(frozen=True)
+class SmokeAnswer:
+    """One holdout row sent through the preview door, and what came back."""
+
+    expected: str
+    status: int | None = None       # None: no HTTP answer at all
+    predicted: str | None = None
+    version: str | None = None
+    latency_ms: float = 0.0
+    error: str = ""                 # the connection error, when there was no answer
+
+
+class InvalidTransition(RuntimeError):
+    """A rollout was asked to move to a phase it cannot reach from where it is."""
+
+
+@dataclass
+class Rollout:
+    """The current (or last) rollout: one version, from the active color to the idle one."""
+
+    version: str
+    source: str                     # the color that served before
+    target: str                     # the color the version is loaded into
+    phase: Phase = Phase.GATING
+    started: str = field(default_factory=now_iso)
+    updated: str = field(default_factory=now_iso)
+    dry_run: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    def advance(self, phase: Phase, reason: str = "") -> None:
+        """Move to ``phase``, recording why; refuse a move ``TRANSITIONS`` does not allow."""
+        if phase not in TRANSITIONS[self.phase]:
+            raise InvalidTransition(f"rollout of {self.version}: {self.phase.value} -> {phase.value} "
+                                    "is not a valid transition")
+        self.phase = phase
+        self.updated = now_iso()
+        if reason:
+            self.reasons.append(f"{phase.value}: {reason}")
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "source": self.source, "target": self.target, "phase": self.phase.value,
+                "started": self.started, "updated": self.updated, "dry_run": self.dry_run,
+                "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Rollout:
+        return cls(version=data["version"], source=data["source"], target=data["target"],
+                   phase=Phase(data["phase"]), started=data["started"], updated=data["updated"],
+                   dry_run=data["dry_run"], reasons=list(data["reasons"]))
+
+
+@dataclass
+class RolloutState:
+    """What is true between commands. The route marker is the truth about ``active``."""
+
+    active: str = COLORS[0]
+    versions: dict[str, str] = field(default_factory=dict)
+    previous: str | None = None     # the color that was active before the last switch
+    stable: str | None = None       # the last promoted version
+    rollout: Rollout | None = None
+
+    @property
+    def idle(self) -> str:
+        return other_color(self.active)
+
+    @property
+    def phase(self) -> Phase:
+        return self.rollout.phase if self.rollout else Phase.IDLE
+
+    def to_json(self) -> dict:
+        return {"format": 2, "active": self.active, "previous": self.previous, "versions": dict(self.versions),
+                "stable": self.stable, "rollout": self.rollout.to_json() if self.rollout else None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RolloutState:
+        """Rebuild the state; a missing key or a wrong type raises KeyError, TypeError or ValueError."""
+        state = cls(active=data["active"], previous=data["previous"], versions=dict(data["versions"]),
+                    stable=data["stable"],
+                    rollout=Rollout.from_json(data["rollout"]) if data["rollout"] is not None else None)
+        for color in (state.active, state.previous):
+            if color is not None and color not in COLORS:
+                raise ValueError(f"unknown color {color!r}")
+        if set(state.versions) != set(COLORS) or not all(isinstance(v, str) for v in state.versions.values()):
+            raise ValueError(f"versions must name a version for each of {list(COLORS)}")
+        return state
+
+
+class Action(StrEnum):
+    """What an event in the history records."""
+
+    UP = "up"
+    DOWN = "down"
+    SWITCH = "switch"
+    ROLLBACK = "rollback"
+    RECONCILE = "reconcile"
+    GATE = "gate"
+    DEPLOY = "deploy"
+    RELOAD = "reload"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the history: when, what, how it ended, why, and the details."""
+
+    action: Action
+    outcome: str
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+    time: str = field(default_factory=now_iso)
+
+    def to_json(self) -> dict:
+        return {"time": self.time, "action": self.action.value, "outcome": self.outcome, "reason": self.reason,
+                **self.details}

@@ -1,0 +1,172 @@
+"""Runtimes: how a color's servers are started, stopped and observed.
+
+One interface (``Runtime``), two implementations: ``LocalRuntime`` runs each server as a
+gunicorn daemon on this machine; ``CommandRuntime`` runs the configured commands (docker
+compose, kubectl, ...). Both observe a color the same way, over HTTP: ``/ready`` and
+``/health`` on each of its probe addresses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+from app.control.commands import run_configured
+from app.control.config import ROOT, StackConfig
+from app.control.probes import ServerProbe, probe
+from app.control.processes import live_pid, tail, terminate
+from app.errors import ControllerError
+
+GUNICORN_CONF = ROOT / "app" / "server" / "gunicorn_conf.py"
+
+
+class Runtime(Protocol):
+    """Starts, stops and observes the servers of a color."""
+
+    def start_color(self, color: str, version: str) -> None:
+        """Start every server of ``color`` serving ``version``; return once all are ready."""
+
+    def stop_color(self, color: str) -> None:
+        """Stop every server of ``color`` gracefully."""
+
+    def probe_color(self, color: str) -> list[ServerProbe]:
+        """What each server of ``color`` answers right now."""
+
+
+class LocalRuntime:
+    """Each server of a color is a gunicorn daemon here, one per configured port.
+
+    Each has its pid file, log and Prometheus directory under ``<run_dir>/<color>-<port>.*``.
+    gunicorn's own ``--daemon`` and ``--pid`` do the daemonizing.
+    """
+
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.run_dir = config.run_dir
+        self.gunicorn = config.gunicorn
+
+    def _paths(self, color: str, address: str) -> dict:
+        stem = f"{color}-{address.rsplit(':', 1)[1]}"
+        return {
+            "pid": self.run_dir / f"{stem}.pid",
+            "log": self.run_dir / f"{stem}.log",
+            "metrics": self.run_dir / "metrics" / stem,
+        }
+
+    def server_pids(self, color: str) -> dict[str, int | None]:
+        return {address: live_pid(self._paths(color, address)["pid"], "gunicorn")
+                for address in self.config.servers(color)}
+
+    def probe_color(self, color: str) -> list[ServerProbe]:
+        return [probe(address, pid) for address, pid in self.server_pids(color).items()]
+
+    def start_color(self, color: str, version: str) -> None:
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ControllerError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from exc
+        started = [(address, self._start_server(color, version, address)) for address in self.config.servers(color)]
+        for address, paths in started:
+            self._wait_ready(color, version, address, paths)
+
+    def _start_server(self, color: str, version: str, address: str) -> dict:
+        paths = self._paths(color, address)
+        if live_pid(paths["pid"], "gunicorn"):
+            raise ControllerError(f"{color} ({address}) is already running; stop it first")
+        try:
+            paths["pid"].unlink(missing_ok=True)
+            shutil.rmtree(paths["metrics"], ignore_errors=True)
+            paths["metrics"].mkdir(parents=True)
+            paths["log"].write_text("")
+        except OSError as exc:
+            raise ControllerError(f"{color} ({address}) cannot start: {exc.filename}: {exc.strerror}") from exc
+        env = dict(os.environ)
+        env.update(
+            MODEL_VERSION=version, COLOR=color, MODELS_DIR=str(self.config.models_dir),
+            PROMETHEUS_MULTIPROC_DIR=str(paths["metrics"]),
+            WEB_CONCURRENCY=str(self.gunicorn.workers), GUNICORN_THREADS=str(self.gunicorn.threads),
+            GUNICORN_KEEPALIVE=str(self.gunicorn.keepalive),
+        )
+        command = [
+            sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "app.wsgi:app",
+            "--daemon", "--pid", str(paths["pid"]), "--bind", address,
+            "--error-logfile", str(paths["log"]), "--capture-output",
+        ]
+        result = subprocess.run(command, env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            raise ControllerError(f"{color} ({address}) did not start: {result.stderr.strip()}")
+        return paths
+
+    def _wait_ready(self, color: str, version: str, address: str, paths: dict) -> None:
+        deadline = time.monotonic() + self.gunicorn.start_timeout
+        seen_pid = False
+        while time.monotonic() < deadline:
+            pid = live_pid(paths["pid"], "gunicorn")
+            if pid:
+                seen_pid = True
+                state = probe(address, pid, timeout=1.0)
+                if state.ready and state.health and state.health.get("version") == version:
+                    return
+            elif seen_pid or _exited_early(paths["log"]):
+                break
+            time.sleep(0.1)
+        self.stop_server(color, address)
+        reason = _failure_reason(paths["log"]) or f"not ready within {self.gunicorn.start_timeout:g}s"
+        raise ControllerError(f"{color} ({address}) did not start: {reason}")
+
+    def stop_server(self, color: str, address: str) -> None:
+        paths = self._paths(color, address)
+        pid = live_pid(paths["pid"], "gunicorn")
+        if pid:
+            # TERM is gunicorn's graceful stop: in-flight requests finish first.
+            terminate(pid, "gunicorn", signal.SIGTERM, self.gunicorn.stop_timeout)
+        paths["pid"].unlink(missing_ok=True)
+
+    def stop_color(self, color: str) -> None:
+        for address in self.config.servers(color):
+            self.stop_server(color, address)
+
+
+def _exited_early(log: Path) -> bool:
+    return any("refusing to serve" in line or "Shutting down" in line for line in tail(log, 50))
+
+
+def _failure_reason(log: Path) -> str:
+    lines = tail(log, 50)
+    for line in lines:
+        if "refusing to serve:" in line:
+            return line.split("refusing to serve:", 1)[1].strip()
+    errors = [line for line in lines if "[ERROR]" in line or "Error" in line]
+    return (errors or [""])[-1].strip()
+
+
+class CommandRuntime:
+    """Colors started and stopped by configured commands, observed on their probe addresses."""
+
+    def __init__(self, config: StackConfig, runner):
+        self.config = config
+        self.commands = config.runtime.commands
+        self.runner = runner
+        self.start_timeout = config.gunicorn.start_timeout
+
+    def probe_color(self, color: str) -> list[ServerProbe]:
+        return [probe(address) for address in self.config.probe_addresses(color)]
+
+    def start_color(self, color: str, version: str) -> None:
+        run_configured(self.runner, self.commands, "start_color", color=color, version=version)
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            probes = self.probe_color(color)
+            if all(p.ready and (p.health or {}).get("version") == version for p in probes):
+                return
+            time.sleep(0.2)
+        raise ControllerError(f"{color} did not become ready with {version} within {self.start_timeout:g}s")
+
+    def stop_color(self, color: str) -> None:
+        run_configured(self.runner, self.commands, "stop_color", color=color, version="")

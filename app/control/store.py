@@ -1,0 +1,170 @@
+"""Where the rollout state and its history live, and the lock that serializes commands.
+
+``<run_dir>/state.json`` holds the small ``RolloutState`` and is replaced atomically when
+the state changes. ``<run_dir>/history.jsonl`` is an append-only log of ``Event``s,
+rotated by size (``history.jsonl.1`` ... ``.3``). Reading never writes: a command that
+only looks (``status``, ``history``, ``models``) changes no file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from app.artifacts.fsutil import atomic_write_json
+from app.control.rollout import Event, RolloutState
+from app.errors import ControllerError
+
+HISTORY_MAX_BYTES = 1 << 20
+HISTORY_KEEP = 3
+
+
+class StateStore:
+    """Reads and writes ``state.json`` and ``history.jsonl`` under one run directory."""
+
+    def __init__(self, run_dir: Path, history_max_bytes: int = HISTORY_MAX_BYTES, history_keep: int = HISTORY_KEEP):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "state.json"
+        self.history_path = self.run_dir / "history.jsonl"
+        self.lock_path = self.run_dir / "controller.lock"
+        self.history_max_bytes = history_max_bytes
+        self.history_keep = history_keep
+        self._legacy_history: list[dict] = []
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def _raw(self) -> dict | None:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ControllerError(f"{self.path}: cannot read the state ({exc.strerror})") from exc
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise ControllerError(f"{self.path}: unreadable state ({exc}); move it aside and run `bluegreen up`, "
+                                  "which records what it finds") from exc
+        return data
+
+    def read(self, default_versions: dict[str, str]) -> RolloutState:
+        """The recorded state, or a fresh one with ``default_versions``; never writes."""
+        data = self._raw()
+        if data is None:
+            return RolloutState(versions=dict(default_versions))
+        if data.get("format") != 2:
+            self._legacy_history = list(data.get("history") or [])
+            data = _from_format_1(data)
+        try:
+            return RolloutState.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ControllerError(f"{self.path}: unreadable state ({what}); move it aside and run "
+                                  "`bluegreen up`, which records what it finds") from exc
+
+    def save(self, state: RolloutState) -> None:
+        """Replace the state file atomically (a reader sees the old state or the new one)."""
+        for entry in self._legacy_history:
+            self._append_line(entry)  # a format-1 file kept its history inline: move it to the log once
+        self._legacy_history = []
+        try:
+            atomic_write_json(self.path, state.to_json())
+        except OSError as exc:
+            raise ControllerError(f"{self.path}: cannot write the state ({exc.strerror})") from exc
+
+    # -- history ------------------------------------------------------------------------
+    def append(self, event: Event) -> dict:
+        """Add ``event`` to the history log; return it as written."""
+        entry = event.to_json()
+        self._append_line(entry)
+        return entry
+
+    def _append_line(self, entry: dict) -> None:
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.history_path.is_file() and self.history_path.stat().st_size + len(line) > self.history_max_bytes:
+                self._rotate()
+            fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # a crash cut the last line short: never glue onto it
+                os.write(fd, line)  # one write of one line with O_APPEND: lines never interleave
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ControllerError(f"{self.history_path}: cannot write the history ({exc.strerror})") from exc
+
+    def _rotated(self, n: int) -> Path:
+        return self.history_path.with_name(f"{self.history_path.name}.{n}")
+
+    def _rotate(self) -> None:
+        self._rotated(self.history_keep).unlink(missing_ok=True)
+        for n in range(self.history_keep - 1, 0, -1):
+            if self._rotated(n).is_file():
+                os.replace(self._rotated(n), self._rotated(n + 1))
+        os.replace(self.history_path, self._rotated(1))
+
+    def history(self, limit: int | None = None) -> list[dict]:
+        """The recorded events, oldest first (the last ``limit`` when given); never writes."""
+        entries: list[dict] = list((self._raw() or {}).get("history") or [])
+        for path in [self._rotated(n) for n in range(self.history_keep, 0, -1)] + [self.history_path]:
+            try:
+                lines = path.read_text().splitlines()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise ControllerError(f"{path}: cannot read the history ({exc.strerror})") from exc
+            for line in lines:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    continue  # a line cut short by a crash mid-write is skipped, not fatal
+        return entries[-limit:] if limit else entries
+
+    # -- lock -----------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, timeout: float) -> Iterator[None]:
+        """Hold the controller lock; wait up to ``timeout`` s, then fail clearly."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_path, "a+")  # noqa: SIM115 (closed by the `with` below)
+        except OSError as exc:
+            raise ControllerError(f"{self.lock_path}: cannot take the controller lock ({exc.strerror})") from exc
+        deadline = time.monotonic() + timeout
+        with handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        handle.seek(0)
+                        holder = handle.read().strip() or "unknown"
+                        raise ControllerError(
+                            f"another bluegreen command is running (pid {holder}); waited {timeout:g}s"
+                        ) from None
+                    time.sleep(0.05)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+
+def _from_format_1(data: dict) -> dict:
+    """The first state format (history inline, ``stable`` a color) in today's shape."""
+    versions = data.get("versions") or {}
+    stable_color = data.get("stable")
+    promoted = data.get("phase") == "healthy" and isinstance(versions, dict)
+    return {"active": data.get("active"), "previous": data.get("previous"), "versions": versions,
+            "stable": versions.get(stable_color) if promoted and stable_color else None, "rollout": None}

@@ -1,0 +1,40 @@
+"""The model server: one color's Flask app, run by gunicorn (``app/wsgi.py``).
+
+``create_app`` is the factory: settings (defaults, environment, a test mapping last), a
+verified model, the routes, the JSON error handlers.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flask import Flask
+
+from app.errors import ModelLoadError
+from app.server.config import load_settings
+from app.server.responses import register_error_handlers
+from app.server.serving import ModelServer
+from app.server.views import bp
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: settings (defaults, environment, ``config``), a verified model, routes.
+
+    Raises ``ModelLoadError`` when the model is refused; the process must not serve then.
+    """
+    settings = load_settings(config)
+    app = Flask(__name__)
+    app.config.update(settings)
+    app.extensions["model_server"] = ModelServer.start(settings)
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    return app
+
+
+def create_app_or_exit() -> Flask:
+    """``create_app``, or one line naming the file and the reason and exit 3: never serve."""
+    try:
+        return create_app()
+    except (ModelLoadError, ValueError) as exc:
+        print(f"refusing to serve: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from exc

@@ -1,0 +1,47 @@
+"""gunicorn server hooks (wired in ``app/server/gunicorn_conf.py``)."""
+
+import gc
+import os
+import signal
+
+
+def _model_server(arbiter_or_worker):
+    return arbiter_or_worker.app.wsgi().extensions["model_server"]
+
+
+def when_ready(server):
+    # Runs in the master after the preload, before the first fork: release what must not
+    # cross a fork, then keep what was loaded in shared pages by leaving it out of the GC.
+    _model_server(server).predictor.close()
+    gc.freeze()
+
+
+def post_fork(server, worker):
+    model_server = _model_server(server)
+    model_server.predictor.open()
+    model_server.warm_up()
+
+
+def post_worker_init(worker):
+    # Readiness answers 503 as soon as the worker is told to stop, while it drains.
+    model_server = worker.wsgi.extensions["model_server"]
+    stop = signal.getsignal(signal.SIGTERM)
+
+    def drain_then_stop(signum, frame):
+        model_server.draining.set()
+        stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, drain_then_stop)
+
+
+def worker_exit(server, worker):
+    # onnxruntime's process-wide state, created in the master before the fork, hangs or
+    # aborts in a worker's interpreter teardown; the worker has already finished its
+    # requests and closed its files here, so it leaves without that teardown.
+    os._exit(0)
+
+
+def child_exit(server, worker):
+    from app.server.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)

@@ -1,0 +1,107 @@
+"""The data plane: a loaded, verified model and the operations on it.
+
+The HTTP views in ``app/server/views.py`` stay thin; they parse, call one method here and return.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.artifacts.cards import verify_artifact
+from app.server.metrics import Metrics
+from app.server.predictors import build_predictor
+
+
+@dataclass
+class ModelServer:
+    """One color's model: verified at start, warmed, then only read."""
+
+    settings: dict
+    card: dict
+    predictor: object
+    predictor_reason: str
+    metrics: Metrics
+    started_at: float = field(default_factory=time.time)
+    ready: threading.Event = field(default_factory=threading.Event)
+    draining: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(cls, settings: dict) -> ModelServer:
+        """Load and verify the configured version, build its predictor, warm it up."""
+        card = verify_artifact(settings["MODELS_DIR"], settings["MODEL_VERSION"])
+        predictor, reason = build_predictor(card, settings["MODELS_DIR"], settings["PREDICTOR"])
+        server = cls(settings, card, predictor, reason, Metrics())
+        server.warm_up()
+        server.metrics.model_info.labels(server.version, server.color, predictor.name).set(1)
+        return server
+
+    @property
+    def version(self) -> str:
+        return self.card["version"]
+
+    @property
+    def color(self) -> str:
+        return self.settings["COLOR"]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.card["feature_names"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.card["class_names"]
+
+    def warm_up(self) -> None:
+        """Run the holdout once so the first real request pays no first-call costs."""
+        rows = np.asarray(self.card["reference"]["rows"]) if self.card.get("reference") else np.zeros(
+            (1, self.n_features))
+        self.predictor.predict_proba(rows)
+        self.predictor.predict_proba(rows[:1])
+        self.ready.set()
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and not self.draining.is_set()
+
+    def predict(self, rows: np.ndarray) -> list[dict]:
+        """Return one {"prediction", "probabilities"} item per row."""
+        probabilities = self.predictor.predict_proba(rows)
+        names = self.class_names
+        winners = probabilities.argmax(axis=1).tolist()
+        items = []
+        for winner, row in zip(winners, probabilities.astype(np.float64).round(6).tolist()):
+            label = names[winner]
+            self.metrics.prediction_counter(label).inc()
+            items.append({"prediction": label, "probabilities": dict(zip(names, row))})
+        return items
+
+    def record_feedback(self, rows: np.ndarray, labels: list[str]) -> dict:
+        """Compare the served model's answers with true labels and count the outcomes."""
+        predicted = [self.class_names[int(i)] for i in self.predictor.predict_proba(rows).argmax(axis=1)]
+        correct = sum(p == t for p, t in zip(predicted, labels))
+        if correct:
+            self.metrics.feedback.labels("correct").inc(correct)
+        if len(labels) - correct:
+            self.metrics.feedback.labels("incorrect").inc(len(labels) - correct)
+        return {"recorded": len(labels), "correct": correct, "predictions": predicted}
+
+    def health(self) -> dict:
+        """The /health document: status, version, card metrics, live metrics."""
+        card = self.card
+        return {
+            "status": "draining" if self.draining.is_set() else "ok",
+            "ready": self.is_ready(),
+            "version": self.version,
+            "color": self.color,
+            "algorithm": card.get("algorithm"),
+            "sha256": card["sha256"],
+            "sklearn_version": card["sklearn_version"],
+            "metrics": {key: card["metrics"][key] for key in ("accuracy", "f1_score", "precision", "recall")},
+            "holdout_size": card.get("holdout", {}).get("size"),
+            "predictor": {"path": self.predictor.name, "reason": self.predictor_reason},
+            "live": self.metrics.live_stats(),
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+        }

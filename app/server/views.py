@@ -1,0 +1,104 @@
+"""HTTP API: thin views over ``ModelServer``.
+
+Every response carries ``X-Model-Version``, ``X-Color`` and ``X-Request-ID``; every
+non-2xx body has the JSON shape of ``app.errors``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from flask import Blueprint, Response, current_app, g, request
+
+from app.errors import ModelNotReady
+from app.server.responses import json_response
+from app.server.serving import ModelServer
+from app.server.validation import check_content_type, parse_json_object, parse_labels, parse_rows
+
+bp = Blueprint("api", __name__)
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+PREDICT_EXAMPLE = '{"x": [5.1, 3.5, 1.4, 0.2]} or {"instances": [[5.1, 3.5, 1.4, 0.2], ...]}'
+FEEDBACK_EXAMPLE = '{"x": [5.1, 3.5, 1.4, 0.2], "label": "setosa"}'
+
+
+def server() -> ModelServer:
+    return current_app.extensions["model_server"]
+
+
+def read_payload(example: str) -> dict:
+    # The raw header, not request.mimetype: Werkzeug's option parsing is a hot-path cost.
+    check_content_type(request.environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower())
+    return parse_json_object(request.get_data(cache=False), example)
+
+
+@bp.before_app_request
+def start_request():
+    g.started = time.perf_counter()
+    incoming = request.environ.get("HTTP_X_REQUEST_ID")
+    g.request_id = incoming if incoming and REQUEST_ID.match(incoming) else os.urandom(16).hex()
+
+
+@bp.after_app_request
+def finish_request(response: Response) -> Response:
+    srv = server()
+    response.headers["X-Model-Version"] = srv.version
+    response.headers["X-Color"] = srv.color
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    srv.metrics.request_counter(endpoint, request.method, str(response.status_code)).inc()
+    if "started" in g:
+        srv.metrics.latency_for(endpoint).observe(time.perf_counter() - g.started)
+    return response
+
+
+@bp.post("/predict")
+def predict():
+    srv = server()
+    payload = read_payload(PREDICT_EXAMPLE)
+    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"])
+    items = srv.predict(rows)
+    if single:
+        body = dict(items[0], version=srv.version, color=srv.color, request_id=g.request_id)
+    else:
+        body = {"predictions": items, "version": srv.version, "color": srv.color, "request_id": g.request_id}
+    return json_response(body)
+
+
+@bp.post("/feedback")
+def feedback():
+    srv = server()
+    payload = read_payload(FEEDBACK_EXAMPLE)
+    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"])
+    labels = parse_labels(payload, single, len(rows), srv.class_names)
+    body = srv.record_feedback(rows, labels)
+    body.update(version=srv.version, color=srv.color, request_id=g.request_id)
+    return json_response(body)
+
+
+@bp.get("/health")
+def health():
+    body = server().health()
+    return json_response(body, 200 if body["status"] == "ok" else 503)
+
+
+@bp.get("/livez")
+def livez():
+    return json_response({"status": "alive"})
+
+
+@bp.get("/ready")
+def ready():
+    srv = server()
+    if srv.draining.is_set():
+        raise ModelNotReady("draining: the server is shutting down")
+    if not srv.ready.is_set():
+        raise ModelNotReady("not ready: the model is loading")
+    return json_response({"status": "ready", "version": srv.version, "color": srv.color})
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(server().metrics.exposition(), mimetype="text/plain; version=0.0.4")

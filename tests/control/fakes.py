@@ -1,0 +1,176 @@
+"""A fake world for reconciler tests: colors, a front door and a clock, all in memory.
+
+In the style of argo-rollouts' tests with fake clients: the controller's own logic
+(gates, switch verification, state, history, bake) runs for real against a ``World``
+that plays the runtime, the proxy, the doors and the clock. Time only moves when the
+controller sleeps; traffic arrives on the routed color as time moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.artifacts.versions import sklearn_version
+from app.control.config import load_config
+from app.control.controller import Controller, Stack
+from app.control.probes import ServerProbe
+from app.control.rollout import SmokeAnswer
+from app.control.store import StateStore
+from app.errors import ControllerError
+
+CLASSES = ["setosa", "versicolor", "virginica"]
+
+
+def write_card(models_dir: Path, version: str, accuracy: float = 0.95, rows: int = 20) -> dict:
+    """A model card (and a stand-in artifact with its checksum) whose holdout answers give ``accuracy``."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    artifact = models_dir / f"iris_model_{version}.joblib"
+    artifact.write_bytes(f"stand-in artifact of {version}".encode())
+    labels = [CLASSES[i % 3] for i in range(rows)]
+    wrong = round(rows * (1 - accuracy))
+    answers = [CLASSES[(i + 1) % 3] if i < wrong else labels[i] for i in range(rows)]
+    card = {
+        "version": version, "algorithm": "Stand-in", "sha256": hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        "sklearn_version": sklearn_version(), "feature_names": ["a", "b", "c", "d"], "class_names": CLASSES,
+        "metrics": {"accuracy": (rows - wrong) / rows, "f1_score": (rows - wrong) / rows,
+                    "precision": (rows - wrong) / rows, "recall": (rows - wrong) / rows},
+        "reference": {"rows": [[float(i), 0.0, 0.0, 0.0] for i in range(rows)], "labels": labels,
+                      "probabilities": [[1.0 if c == a else 0.0 for c in CLASSES] for a in answers]},
+    }
+    (models_dir / f"iris_model_{version}.json").write_text(json.dumps(card))
+    return card
+
+
+@dataclass
+class FakeColor:
+    """One color's servers as the world runs them."""
+
+    version: str | None = None          # None: not running
+    ready: bool = True
+    requests: float = 0
+    server_errors: float = 0
+    labelled: int = 0
+    correct: int = 0
+
+
+@dataclass
+class World:
+    """Everything outside the controller, in memory."""
+
+    models_dir: Path
+    colors: dict[str, FakeColor] = field(default_factory=lambda: {"blue": FakeColor(), "green": FakeColor()})
+    routed: str = "blue"
+    proxy_running: bool = False
+    config_text: str = ""
+    now: float = 0.0
+    traffic: float = 0.0                # requests per second reaching the routed color
+    error_rate: float = 0.0             # share of them answered with a 5xx
+    front_answers: bool = True          # False: the front door answers nobody (a broken route)
+    fail_start: set[str] = field(default_factory=set)
+    log: list[str] = field(default_factory=list)
+    at: list[tuple[float, object]] = field(default_factory=list)   # (time, action) scheduled faults
+
+    # -- runtime ------------------------------------------------------------------------------
+    def start_color(self, color: str, version: str) -> None:
+        self.log.append(f"start {color} {version}")
+        if color in self.fail_start:
+            raise ControllerError(f"{color} did not start: simulated failure")
+        self.colors[color] = FakeColor(version)
+
+    def stop_color(self, color: str) -> None:
+        self.log.append(f"stop {color}")
+        self.colors[color] = FakeColor()
+
+    def probe_color(self, color: str) -> list[ServerProbe]:
+        c = self.colors[color]
+        address = f"{color}:8080"
+        if c.version is None:
+            return [ServerProbe(address, None, False, None, "connection refused")]
+        live = {"requests": int(c.requests), "server_errors": int(c.server_errors), "labelled": c.labelled,
+                "accuracy": c.correct / c.labelled if c.labelled else None}
+        return [ServerProbe(address, 4242, c.ready, {"status": "ok", "version": c.version, "live": live})]
+
+    # -- proxy --------------------------------------------------------------------------------
+    def render(self) -> str:
+        return "rendered config"
+
+    def apply(self, text: str) -> bool:
+        changed, self.config_text = self.config_text != text, text
+        return changed
+
+    def reload(self) -> None:
+        self.log.append("reload")
+
+    def start(self) -> None:
+        if not self.proxy_running:
+            self.log.append("proxy start")
+        self.proxy_running = True
+
+    def stop(self) -> None:
+        self.proxy_running = False
+
+    def route(self, color: str) -> None:
+        self.log.append(f"route {color}")
+        self.routed = color
+
+    def routed_color(self) -> str:
+        return self.routed
+
+    def down_reason(self) -> str:
+        return "" if self.proxy_running else "nginx is not running (run `bluegreen up`)"
+
+    def pid(self) -> int | None:
+        return 4141 if self.proxy_running else None
+
+    # -- doors --------------------------------------------------------------------------------
+    def front_color(self) -> str:
+        color = self.colors[self.routed]
+        if not self.proxy_running or not self.front_answers or color.version is None:
+            return "HTTP 502"
+        return self.routed
+
+    def smoke(self, rows, labels) -> list[SmokeAnswer]:
+        idle = "green" if self.routed == "blue" else "blue"
+        version = self.colors[idle].version
+        if version is None:
+            return [SmokeAnswer(label, None, error="connection refused") for label in labels]
+        card = json.loads((self.models_dir / f"iris_model_{version}.json").read_text())
+        by_row = {tuple(r): CLASSES[p.index(max(p))] for r, p in zip(card["reference"]["rows"],
+                                                                    card["reference"]["probabilities"])}
+        return [SmokeAnswer(label, 200, by_row.get(tuple(row)), version, 2.0) for row, label in zip(rows, labels)]
+
+    # -- clock --------------------------------------------------------------------------------
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        color = self.colors[self.routed]
+        if color.version is not None and self.proxy_running:
+            color.requests += self.traffic * seconds
+            color.server_errors += self.traffic * seconds * self.error_rate
+        for due, action in [a for a in self.at if a[0] <= self.now]:
+            self.at.remove((due, action))
+            action(self)
+
+    # -- test helpers -------------------------------------------------------------------------
+    def label(self, color: str, correct: int, wrong: int) -> None:
+        """Feedback arriving on ``color``: ``correct`` right answers and ``wrong`` wrong ones."""
+        self.colors[color].labelled += correct + wrong
+        self.colors[color].correct += correct
+
+
+def make_controller(tmp_path: Path, world: World, toml: str = "") -> Controller:
+    """A controller over ``world``, with a real config and a real state store in ``tmp_path``."""
+    path = tmp_path / "bluegreen.toml"
+    path.write_text(f'run_dir = "run"\nmodels_dir = "{world.models_dir}"\n' + toml)
+    config = load_config(str(path), environ={})
+    lines: list[str] = []
+    stack = Stack(config, runtime=world, proxy=world, doors=world, store=StateStore(config.run_dir), clock=world,
+                  say=lines.append)
+    controller = Controller(stack)
+    controller.lines = lines
+    return controller

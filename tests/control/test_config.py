@@ -1,0 +1,85 @@
+"""The controller's configuration is typed and checked when it is loaded, one line per problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import defaults
+from app.artifacts.versions import SHIPPED_VERSIONS
+from app.control.config import load_config, nginx_seconds
+from app.errors import ConfigError
+
+
+def load(tmp_path, toml="", environ=None):
+    path = tmp_path / "bluegreen.toml"
+    path.write_text(toml)
+    return load_config(str(path), environ=environ or {})
+
+
+def test_defaults_are_typed_and_come_from_one_place(tmp_path):
+    config = load(tmp_path)
+    assert config.gunicorn.workers == defaults.GUNICORN_WORKERS
+    assert config.gunicorn.threads == defaults.GUNICORN_THREADS
+    assert config.gunicorn.keepalive == defaults.GUNICORN_KEEPALIVE
+    assert config.default_versions() == {"blue": SHIPPED_VERSIONS[0], "green": SHIPPED_VERSIONS[1]}
+    assert config.bake.min_live_accuracy == 0.8 and isinstance(config.bake.period, float)
+    assert config.run_dir == tmp_path / ".run" and config.models_dir == tmp_path / "models"
+
+
+def test_an_integer_is_accepted_where_a_number_is_expected(tmp_path):
+    assert load(tmp_path, "[bake]\nperiod = 5\n").bake.period == 5.0
+
+
+@pytest.mark.parametrize("toml, error", [
+    ('[gates]\nmin_accuracy = "0.9"\n', "config: gates.min_accuracy must be a number, got the string '0.9'"),
+    ("[bake]\nfailure_limit = 1.5\n", "config: bake.failure_limit must be an integer, got the number 1.5"),
+    ("[bake]\nmin_labelled = true\n", "config: bake.min_labelled must be an integer, got the boolean true"),
+    ('[colors.blue]\nports = ["8001"]\n', "config: colors.blue.ports[0] must be an integer, got the string '8001'"),
+    ("[colors.blue]\nports = 8001\n", "config: colors.blue.ports must be a list, got the number 8001"),
+    ("[colors.blue]\nports = []\n", "config: colors.blue.ports must list at least one port, got ()"),
+    ("[nginx]\nport = 70000\n", "config: nginx.port must be a TCP port (1-65535), got 70000"),
+    ("[gates]\nmin_accuracy = 1.5\n", "config: gates.min_accuracy must be between 0 and 1, got 1.5"),
+    ("[bake]\ninterval = 0\n", "config: bake.interval must be above 0, got 0.0"),
+    ('[nginx]\nproxy_read_timeout = "soon"\n', "config: nginx.proxy_read_timeout must be an nginx time"),
+    ('[nginx]\nclient_max_body_size = "1 MB"\n', "config: nginx.client_max_body_size must be an nginx size"),
+    ('[runtime]\nkind = "kubernetes"\n', 'config: runtime.kind must be "local" or "commands", got \'kubernetes\''),
+    ("[nginx]\nbogus = 1\n", "config: unknown setting nginx.bogus"),
+    ("[colors.red]\nports = [1]\n", "config: unknown setting colors.red"),
+    ("gates = 3\n", "config: gates must be a table, got the number 3"),
+    ("[nginx]\nport = 8001\n", "config: ports must all differ"),
+    ('[nginx]\nupstream_keepalive_timeout = "10s"\n',
+     "config: nginx.upstream_keepalive_timeout (10s) must be below gunicorn.keepalive (10s)"),
+    ("[gunicorn]\nkeepalive = 3\n", "config: nginx.upstream_keepalive_timeout (4s) must be below gunicorn.keepalive"),
+    ('[runtime]\nkind = "commands"\n', 'config: runtime.commands.start_color must be set when runtime.kind is'),
+    ("not toml [", "invalid TOML"),
+])
+def test_a_bad_setting_is_refused_at_load_with_the_key_named(tmp_path, toml, error):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, toml)
+    assert str(caught.value).startswith(error) or error in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("BLUEGREEN_PORT", "eighty", "environment: BLUEGREEN_PORT must be a port number, got 'eighty'"),
+    ("BLUEGREEN_BLUE_PORT", "1,x", "environment: BLUEGREEN_BLUE_PORT must be port numbers separated by commas"),
+])
+def test_a_bad_environment_override_is_refused(tmp_path, name, value, error):
+    with pytest.raises(ConfigError, match=error):
+        load(tmp_path, environ={name: value})
+
+
+def test_environment_overrides_ports(tmp_path):
+    config = load(tmp_path, environ={"BLUEGREEN_PORT": "9080", "BLUEGREEN_GREEN_PORT": "9002,9003"})
+    assert config.nginx.port == 9080
+    assert config.servers("green") == ["127.0.0.1:9002", "127.0.0.1:9003"]
+
+
+def test_a_missing_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file .*nope.toml not found"):
+        load_config(str(tmp_path / "nope.toml"), environ={})
+
+
+@pytest.mark.parametrize("text, seconds", [("4s", 4), ("500ms", 0.5), ("1m30s", 90), ("10", 10)])
+def test_nginx_times(text, seconds):
+    assert nginx_seconds(text) == seconds

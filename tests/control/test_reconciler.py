@@ -1,0 +1,280 @@
+"""The reconciler against a fake world: exact state transitions and history records.
+
+No process, no socket, no real time: ``tests/control/fakes.py`` plays the colors, the
+front door and the clock. The same behaviours are proven against real gunicorn and nginx
+in ``tests/integration/``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.control.bake import watch
+from app.control.deploy import Deployer
+from app.control.rollout import Phase
+from app.errors import ControllerError
+from tests.control.fakes import World, make_controller, write_card
+
+BAKE = """
+[bake]
+period = 10.0
+interval = 1.0
+failure_limit = 1
+min_labelled = 10
+"""
+
+
+@pytest.fixture
+def world(tmp_path):
+    models = tmp_path / "models"
+    write_card(models, "v1.0.0", accuracy=0.95)
+    write_card(models, "v1.1.0", accuracy=0.95)
+    write_card(models, "v1.2.0", accuracy=1.0)
+    write_card(models, "v2.0.0", accuracy=0.5)
+    return World(models)
+
+
+@pytest.fixture
+def controller(tmp_path, world):
+    controller = make_controller(tmp_path, world, BAKE)
+    controller.up()
+    world.log.clear()
+    return controller
+
+
+def phases_saved(controller) -> list[str]:
+    """Wrap the store so each distinct rollout phase written to disk is remembered, in order."""
+    seen: list[str] = []
+    save = controller.store.save
+
+    def spy(state):
+        phase = state.phase.value
+        if not seen or seen[-1] != phase:
+            seen.append(phase)
+        save(state)
+
+    controller.store.save = spy
+    return seen
+
+
+def events(controller, action=None) -> list[dict]:
+    return [e for e in controller.history() if action is None or e["action"] == action]
+
+
+# -- up, switch, rollback, reconcile ------------------------------------------------------------
+def test_up_starts_both_colors_and_the_proxy_routed_to_blue(tmp_path, world):
+    controller = make_controller(tmp_path, world)
+    result = controller.up()
+    assert result == {"active": "blue", "blue": "started", "green": "started", "nginx": "started"}
+    assert world.log == ["start blue v1.0.0", "start green v1.1.0", "route blue", "proxy start"]
+    assert [(e["action"], e["outcome"]) for e in events(controller)] == [("up", "succeeded")]
+    assert controller.up()["nginx"] == "running"
+    assert len(events(controller)) == 1  # a second `up` that changed nothing records nothing
+
+
+def test_switch_moves_the_front_door_and_records_from_and_to(controller, world):
+    entry = controller.switch("green")
+    assert world.routed == "green"
+    state = controller.read_state()
+    assert (state.active, state.previous) == ("green", "blue")
+    assert {k: entry[k] for k in ("action", "outcome", "from", "to", "from_version", "to_version")} == {
+        "action": "switch", "outcome": "succeeded", "from": "blue", "to": "green",
+        "from_version": "v1.0.0", "to_version": "v1.1.0"}
+    assert "switched from blue (v1.0.0) to green (v1.1.0)" in controller.lines[-1]
+
+
+def test_a_switch_to_the_active_color_does_nothing(controller, world):
+    assert controller.switch("blue")["outcome"] == "noop"
+    assert world.log == [] and events(controller, "switch") == []
+
+
+@pytest.mark.parametrize("fault, reason", [
+    (lambda w: w.stop_color("green"), "green:8080 does not answer (connection refused)"),
+    (lambda w: w.stop(), "nginx is not running (run `bluegreen up`)"),
+])
+def test_a_switch_is_refused_when_the_target_or_the_proxy_is_down(controller, world, fault, reason):
+    fault(world)
+    with pytest.raises(ControllerError, match="refusing to switch to green: "):
+        controller.switch("green")
+    assert world.routed == "blue" and controller.read_state().active == "blue"
+    assert events(controller, "switch")[-1]["outcome"] == "refused"
+    assert reason in events(controller, "switch")[-1]["reason"]
+
+
+def test_an_unconfirmed_switch_puts_the_route_back(controller, world):
+    world.front_answers = False
+    with pytest.raises(ControllerError, match=r"switch to green not confirmed .*; traffic back on blue"):
+        controller.switch("green")
+    assert world.routed == "blue" and controller.read_state().active == "blue"
+    assert events(controller, "switch")[-1]["outcome"] == "failed"
+
+
+def test_rollback_returns_to_the_previous_color(controller, world):
+    with pytest.raises(ControllerError, match="nothing to roll back to"):
+        controller.rollback()
+    controller.switch("green")
+    controller.rollback()
+    assert world.routed == "blue"
+    assert events(controller)[-1]["action"] == "rollback"
+
+
+def test_status_reads_without_writing_and_reports_drift(controller, world):
+    world.routed = "green"  # a controller killed between the route change and the record
+    state_file = controller.store.path
+    before = (state_file.read_text(), len(events(controller)))
+    status = controller.status()
+    assert status["active"] == "green" and status["recorded_active"] == "blue"
+    assert status["drift"].startswith("nginx serves green but the record says blue")
+    assert (state_file.read_text(), len(events(controller))) == before
+
+
+def test_the_next_command_repairs_the_record_as_its_own_step(controller, world):
+    world.routed = "green"
+    assert controller.reconcile() == "the record matches what nginx serves (green)"
+    repair = events(controller, "reconcile")[-1]
+    assert (repair["outcome"], repair["from"], repair["to"]) == ("repaired", "blue", "green")
+    assert (controller.read_state().active, controller.read_state().previous) == ("green", "blue")
+    controller.reconcile()
+    assert len(events(controller, "reconcile")) == 1
+
+
+# -- deploy ---------------------------------------------------------------------------------------
+def test_a_good_version_moves_through_every_phase_to_promoted(controller, world):
+    world.traffic = 20
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.PROMOTED and result.succeeded
+    assert seen == ["gating", "loading", "gating", "switching", "baking", "promoted"]
+    state = controller.read_state()
+    assert (state.active, state.stable, state.versions) == ("green", "v1.2.0", {"blue": "v1.0.0", "green": "v1.2.0"})
+    assert world.log == ["stop green", "start green v1.2.0", "route green"]
+    gates = [(e["gate"], e["outcome"]) for e in events(controller, "gate")]
+    assert gates == [("gate: holdout metrics meet thresholds", "passed"), ("gate: not worse than active v1.0.0",
+                     "passed"), ("gate: green ready and serving v1.2.0", "passed"),
+                     ("gate: smoke evaluation through the preview door", "passed")]
+    smoke = events(controller, "gate")[-1]
+    assert smoke["numbers"] == {"rows": 20, "accuracy": 1.0, "p95_ms": 2.0}
+    deploy = events(controller, "deploy")[-1]
+    assert (deploy["outcome"], deploy["version"], deploy["from"], deploy["to"]) == ("promoted", "v1.2.0", "blue",
+                                                                                   "green")
+    assert [s.name for s in result.steps][-3:] == ["switch blue -> green", "bake", "keep blue"]
+
+
+def test_a_card_gate_failure_aborts_before_anything_is_touched(controller, world):
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v2.0.0")
+    assert result.phase is Phase.ABORTED
+    assert result.message == ("deploy v2.0.0 blocked by gate: holdout metrics meet thresholds: v2.0.0 holdout "
+                              "accuracy 0.5000 is below the threshold 0.9000; traffic stays on blue")
+    assert seen == ["gating", "aborted"]
+    assert world.log == [] and world.colors["green"].version == "v1.1.0"
+    assert events(controller, "deploy")[-1]["outcome"] == "aborted"
+
+
+def test_an_unknown_version_is_refused(controller, world):
+    result = Deployer(controller).deploy("v9.9.9")
+    assert result.phase is Phase.ABORTED
+    assert result.message.startswith("deploy v9.9.9 refused: ") and "unknown version v9.9.9" in result.message
+    assert world.log == []
+
+
+def test_a_version_that_fails_to_load_aborts_and_the_idle_color_is_restored(controller, world):
+    world.fail_start.add("green")
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ABORTED and seen == ["gating", "loading", "aborted"]
+    assert result.message == "green did not start: simulated failure; traffic stays on blue"
+    assert world.log == ["stop green", "start green v1.2.0", "start green v1.1.0"]
+    assert controller.read_state().versions["green"] == "v1.1.0"
+
+
+def test_a_card_that_lies_is_caught_by_the_smoke_gate(controller, world):
+    card_path = world.models_dir / "iris_model_v1.2.0.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"]["accuracy"] = 0.99
+    card_path.write_text(json.dumps(card))
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ABORTED and seen == ["gating", "loading", "gating", "aborted"]
+    assert "smoke accuracy 1.0000 does not match the card's 0.9900" in result.message
+    assert world.routed == "blue"
+
+
+def test_a_dry_run_passes_the_gates_and_switches_nothing(controller, world):
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0", dry_run=True)
+    assert result.phase is Phase.VERIFIED and result.succeeded
+    assert seen == ["gating", "loading", "gating", "verified"]
+    assert world.routed == "blue" and controller.read_state().stable is None
+    assert "route green" not in world.log
+
+
+def test_a_bake_that_fails_rolls_back_to_the_previous_color(controller, world):
+    world.traffic, world.error_rate = 20, 0.5
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK and not result.succeeded
+    assert seen == ["gating", "loading", "gating", "switching", "baking", "rolled-back"]
+    assert result.message.startswith("deploy v1.2.0 rolled back: error rate 50.00% over the last 20 requests")
+    assert world.routed == "blue" and controller.read_state().stable is None
+    rollback = events(controller, "rollback")[-1]
+    assert rollback["outcome"] == "succeeded" and rollback["reason"].startswith("automatic rollback: error rate")
+    assert 1000 <= rollback["since_ms"] < 2000  # from the first failed poll to the old color serving
+    assert 2.0 <= world.now < 3.0  # rolled back at the second failed poll (failure_limit 1), not at the end
+
+
+def test_a_new_color_that_dies_during_the_bake_is_rolled_back(controller, world):
+    world.traffic = 20
+    world.at.append((3.5, lambda w: w.stop_color("green")))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK
+    assert "green:8080 does not answer" in result.reason
+    assert world.routed == "blue"
+
+
+def test_a_bake_that_sees_no_traffic_is_inconclusive_never_a_pass(controller, world):
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.DEGRADED and not result.succeeded
+    assert "bake inconclusive" in result.message and "green keeps the traffic" in result.message
+    assert world.routed == "green" and controller.read_state().stable is None
+
+
+def test_live_accuracy_below_the_limit_fails_the_bake(controller, world):
+    world.traffic = 20
+    world.at.append((1.5, lambda w: w.label("green", correct=2, wrong=10)))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK
+    assert result.reason == "live accuracy 16.67% over 12 labelled samples is below 80.00%"
+
+
+def test_a_manual_rollback_after_promotion_ends_the_rollout_rolled_back(controller, world):
+    world.traffic = 20
+    Deployer(controller).deploy("v1.2.0")
+    controller.rollback()
+    state = controller.read_state()
+    assert state.phase is Phase.ROLLED_BACK and state.active == "blue"
+    assert state.rollout.reasons[-1] == "rolled-back: manual rollback"
+
+
+def test_a_degraded_rollout_can_be_rolled_back(controller, world):
+    Deployer(controller).deploy("v1.2.0")
+    assert controller.read_state().phase is Phase.DEGRADED
+    controller.rollback()
+    assert controller.read_state().phase is Phase.ROLLED_BACK
+
+
+def test_watch_rolls_back_when_the_active_color_fails(controller, world):
+    controller.switch("green")
+    world.traffic = 10
+    world.at.append((2.5, lambda w: setattr(w, "error_rate", 1.0)))
+    assert watch(controller, duration=30) == 1
+    assert world.routed == "blue"
+    assert events(controller)[-1]["reason"].startswith("automatic rollback: error rate 100.00%")
+
+
+def test_watch_returns_0_when_nothing_fails(controller, world):
+    world.traffic = 10
+    assert watch(controller, duration=5) == 0
+    assert world.routed == "blue"

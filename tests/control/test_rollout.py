@@ -1,0 +1,39 @@
+"""A rollout moves along the transition table only."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.control.rollout import TRANSITIONS, InvalidTransition, Phase, Rollout
+
+
+def rollout_in(phase: Phase) -> Rollout:
+    rollout = Rollout("v1.2.0", source="blue", target="green")
+    rollout.phase = phase
+    return rollout
+
+
+ALLOWED = [(a, b) for a, targets in TRANSITIONS.items() for b in targets]
+FORBIDDEN = [(a, b) for a in Phase for b in Phase if b not in TRANSITIONS[a]]
+
+
+@pytest.mark.parametrize("start, end", ALLOWED, ids=[f"{a.value}->{b.value}" for a, b in ALLOWED])
+def test_each_allowed_transition(start, end):
+    rollout = rollout_in(start)
+    rollout.advance(end, "why")
+    assert rollout.phase is end and rollout.reasons[-1] == f"{end.value}: why"
+
+
+@pytest.mark.parametrize("start, end", FORBIDDEN, ids=[f"{a.value}->{b.value}" for a, b in FORBIDDEN])
+def test_each_other_transition_is_refused(start, end):
+    rollout = rollout_in(start)
+    with pytest.raises(InvalidTransition, match=f"{start.value} -> {end.value} is not a valid transition"):
+        rollout.advance(end)
+    assert rollout.phase is start
+
+
+def test_a_new_rollout_starts_gating_and_only_terminal_phases_end_it():
+    assert Rollout("v1.2.0", "blue", "green").phase is Phase.GATING
+    finished = {p for p in Phase if not p.running}
+    assert finished == {Phase.IDLE, Phase.PROMOTED, Phase.VERIFIED, Phase.ROLLED_BACK, Phase.ABORTED,
+                        Phase.DEGRADED}

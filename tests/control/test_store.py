@@ -1,0 +1,108 @@
+"""The state file and the history log: small, atomic, locked, read without writing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.control.rollout import Action, Event, Phase, Rollout, RolloutState
+from app.control.store import StateStore
+from app.errors import ControllerError
+
+VERSIONS = {"blue": "v1.0.0", "green": "v1.1.0"}
+
+
+def test_a_new_store_starts_blue_with_the_configured_versions(tmp_path):
+    state = StateStore(tmp_path).read(VERSIONS)
+    assert (state.active, state.idle, state.previous, state.stable, state.phase) == (
+        "blue", "green", None, None, Phase.IDLE)
+    assert state.versions == VERSIONS
+
+
+def test_reading_never_writes(tmp_path):
+    store = StateStore(tmp_path / "run")
+    store.read(VERSIONS)
+    store.history()
+    assert not (tmp_path / "run").exists()
+
+
+def test_state_round_trips_with_its_rollout(tmp_path):
+    store = StateStore(tmp_path)
+    rollout = Rollout("v1.2.0", source="blue", target="green")
+    rollout.advance(Phase.LOADING)
+    store.save(RolloutState(active="blue", versions=dict(VERSIONS), stable="v1.0.0", rollout=rollout))
+    state = store.read(VERSIONS)
+    assert state.rollout == rollout and state.phase is Phase.LOADING and state.stable == "v1.0.0"
+    assert "history" not in json.loads((tmp_path / "state.json").read_text())
+
+
+@pytest.mark.parametrize("content, error", [
+    ("{half", "unreadable state (Expecting property name"),
+    ("[]", "unreadable state (not a JSON object)"),
+    (json.dumps({"format": 2, "active": "blue"}), "unreadable state (missing key 'previous')"),
+    (json.dumps({"format": 2, "active": "red", "previous": None, "versions": VERSIONS, "stable": None,
+                 "rollout": None}), "unreadable state (unknown color 'red')"),
+    (json.dumps({"format": 2, "active": "blue", "previous": None, "versions": 3, "stable": None,
+                 "rollout": None}), "unreadable state ("),
+    (json.dumps({"format": 2, "active": "blue", "previous": None, "versions": VERSIONS, "stable": None,
+                 "rollout": {"version": "v1"}}), "unreadable state (missing key 'source')"),
+])
+def test_an_unreadable_record_is_one_clear_line(tmp_path, content, error):
+    (tmp_path / "state.json").write_text(content)
+    with pytest.raises(ControllerError) as caught:
+        StateStore(tmp_path).read(VERSIONS)
+    assert error in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_first_format_record_is_read_and_its_history_moved_to_the_log_once(tmp_path):
+    old = {"active": "green", "previous": "blue", "versions": VERSIONS, "stable": "green", "phase": "healthy",
+           "history": [{"time": "t", "action": "switch", "outcome": "succeeded", "reason": "", "to": "green"}]}
+    (tmp_path / "state.json").write_text(json.dumps(old))
+    store = StateStore(tmp_path)
+    state = store.read(VERSIONS)
+    assert (state.active, state.previous, state.stable) == ("green", "blue", "v1.1.0")
+    assert [e["to"] for e in store.history()] == ["green"]
+    store.save(state)
+    store.save(state)
+    assert [e["to"] for e in store.history()] == ["green"]
+
+
+def test_history_is_an_append_only_log_that_rotates(tmp_path):
+    store = StateStore(tmp_path, history_max_bytes=400, history_keep=2)
+    for i in range(20):
+        store.append(Event(Action.SWITCH, "succeeded", f"switch {i}"))
+    kept = [e["reason"] for e in store.history()]
+    assert kept == [f"switch {i}" for i in range(20 - len(kept), 20)]
+    assert 3 <= len(kept) < 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.jsonl", "history.jsonl.1", "history.jsonl.2"]
+    assert [e["reason"] for e in store.history(limit=2)] == ["switch 18", "switch 19"]
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
+    store = StateStore(tmp_path)
+    store.append(Event(Action.UP, "succeeded"))
+    with open(tmp_path / "history.jsonl", "a") as handle:
+        handle.write('{"time": "t", "act')
+    store.append(Event(Action.DOWN, "succeeded"))
+    assert [e["action"] for e in store.history()] == ["up", "down"]
+
+
+def test_the_lock_is_exclusive(tmp_path):
+    store = StateStore(tmp_path)
+    with store.locked(1), pytest.raises(ControllerError, match="another bluegreen command is running"), \
+            StateStore(tmp_path).locked(0.2):
+        pass
+    with store.locked(0.2):
+        pass
+
+
+def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path):
+    # A regular file where the run directory should be: no write below it can succeed,
+    # whoever runs the test (root ignores permission bits).
+    (tmp_path / "run").write_text("")
+    store = StateStore(tmp_path / "run")
+    with pytest.raises(ControllerError, match=r"run/state.json: cannot write the state \("):
+        store.save(RolloutState(versions=dict(VERSIONS)))
+    with pytest.raises(ControllerError, match=r"run/history.jsonl: cannot write the history \("):
+        store.append(Event(Action.UP, "succeeded"))

@@ -1,0 +1,185 @@
+"""Gated deploys, the bake and `watch`, against real nginx and gunicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import joblib
+import pytest
+import requests
+from sklearn.dummy import DummyClassifier
+
+from app.training.data import iris_split
+from tests.helpers import Stack, Traffic, wait_until
+
+pytestmark = pytest.mark.integration
+
+FAST_BAKE = """
+[bake]
+period = 4.0
+interval = 0.4
+failure_limit = 1
+min_labelled = 10
+min_live_accuracy = 0.8
+"""
+
+
+@pytest.fixture
+def stack(models_dir, tmp_path):
+    stack = Stack(tmp_path, models_dir, FAST_BAKE)
+    stack.cli("up")
+    yield stack
+    stack.down()
+
+
+def register_constant_model(stack, version="v2.0.0"):
+    x_train, _, y_train, _, _ = iris_split()
+    path = stack.dir / "constant.joblib"
+    joblib.dump(DummyClassifier(strategy="most_frequent").fit(x_train, y_train), path)
+    return stack.cli("register", version, str(path), "--json")
+
+
+def test_a_good_version_is_promoted(stack):
+    with Traffic(stack.front, clients=3) as traffic:
+        result = stack.cli("deploy", "v1.1.0", "--json")
+    outcome = json.loads(result.stdout)
+    assert outcome["outcome"] == "promoted"
+    assert [s["step"] for s in outcome["steps"]][:6] == [
+        "verify artifact",
+        "gate: holdout metrics meet thresholds",
+        "gate: not worse than active v1.0.0",
+        "load v1.1.0 into green",
+        "gate: green ready and serving v1.1.0",
+        "gate: smoke evaluation through the preview door",
+    ]
+    assert stack.front_color() == "green"
+    assert traffic.failures == []
+    assert set(traffic.versions) == {"v1.0.0", "v1.1.0"}
+    history = stack.history()
+    assert [e["outcome"] for e in history if e["action"] == "gate"] == ["passed"] * 4
+    assert history[-1]["action"] == "deploy" and history[-1]["outcome"] == "promoted"
+    status = stack.status()
+    assert status["phase"] == "promoted" and status["stable"] == "v1.1.0"
+    assert status["colors"]["blue"]["state"] == "up"  # kept warm for a rollback
+
+
+def test_a_bad_model_is_blocked_before_any_traffic_moves(stack):
+    assert json.loads(register_constant_model(stack).stdout)["metrics"]["accuracy"] == pytest.approx(1 / 3)
+    green_pids = sorted(stack.gunicorn_pids("green"))
+    result = stack.cli("deploy", "v2.0.0", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "bluegreen: deploy v2.0.0 blocked by gate: holdout metrics meet thresholds: v2.0.0 holdout accuracy "
+        "0.3333 is below the threshold 0.9000; traffic stays on blue")
+    assert stack.front_color() == "blue"
+    assert sorted(stack.gunicorn_pids("green")) == green_pids  # the rollback target was not touched
+    assert stack.history()[-1]["outcome"] == "aborted"
+
+
+def test_a_card_that_lies_is_caught_by_the_smoke_evaluation(stack, models_dir):
+    register_constant_model(stack)
+    card_path = models_dir / "iris_model_v2.0.0.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"].update(accuracy=0.99, f1_score=0.99, precision=0.99, recall=0.99)
+    card_path.write_text(json.dumps(card))
+    result = stack.cli("deploy", "v2.0.0", check=False)
+    assert result.returncode == 1
+    assert "blocked by gate: smoke evaluation through the preview door: smoke accuracy 0.3333 does not " \
+           "match the card's 0.9900" in result.stderr
+    assert stack.front_color() == "blue"
+
+
+def test_unknown_version_fails_cleanly(stack):
+    result = stack.cli("deploy", "v9.9.9", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("unknown version v9.9.9 (no model card); traffic stays on blue")
+    assert stack.front_color() == "blue"
+
+
+def test_corrupt_artifact_fails_cleanly(stack, models_dir):
+    register_constant_model(stack)
+    artifact = models_dir / "iris_model_v2.0.0.joblib"
+    artifact.write_bytes(artifact.read_bytes()[:-10] + b"corrupted!")
+    green_pids = sorted(stack.gunicorn_pids("green"))
+    result = stack.cli("deploy", "v2.0.0", check=False)
+    assert result.returncode == 1
+    assert "iris_model_v2.0.0.joblib: sha256" in result.stderr and "does not match the card's" in result.stderr
+    assert stack.front_color() == "blue"
+    assert sorted(stack.gunicorn_pids("green")) == green_pids
+
+
+def test_killing_the_new_color_during_the_bake_rolls_back(stack):
+    with Traffic(stack.front, clients=3) as traffic:
+        deploy = stack.popen("deploy", "v1.1.0")
+        wait_until(lambda: json.loads((stack.run_dir / "state.json").read_text())["rollout"]["phase"] == "baking",
+                   60, what="the bake to begin")
+        killed_at = time.monotonic()
+        for pid in stack.gunicorn_pids("green"):
+            os.kill(pid, signal.SIGKILL)
+        out, err = deploy.communicate(timeout=60)
+        finished = time.monotonic() - killed_at
+        time.sleep(0.5)
+    assert deploy.returncode == 1, out + err
+    assert "deploy v1.1.0 rolled back: 127.0.0.1:" in err
+    assert stack.front_color() == "blue"
+    assert finished < 5.0
+    # Only responses under way at the instant of the kill can break (nginx cannot retry a
+    # response it has started sending); every request after that succeeds.
+    assert len(traffic.failures) <= 3
+    assert traffic.failures_after(killed_at + 1.0) == []
+    rollback = [e for e in stack.history() if e["action"] == "rollback"][-1]
+    assert rollback["outcome"] == "succeeded" and rollback["reason"].startswith("automatic rollback: ")
+    assert stack.status()["phase"] == "rolled-back"
+    print(f"\nrollback after the new color was killed: {finished:.2f}s from the kill to the deploy exiting, "
+          f"{traffic.sent} requests, {len(traffic.failures)} failed")
+
+
+def test_a_bake_without_traffic_is_inconclusive_not_a_pass(stack):
+    result = stack.cli("deploy", "v1.1.0", check=False)
+    assert result.returncode == 1
+    assert "bake inconclusive" in result.stderr
+    assert stack.history()[-1]["outcome"] == "degraded"
+    assert stack.status()["phase"] == "degraded"
+
+
+def test_watch_rolls_back_when_live_accuracy_drops(stack):
+    stack.cli("switch", "green")
+    watch = stack.popen("watch", "--duration", "30")
+    time.sleep(1.0)
+    # Labels that disagree with what green answers: live accuracy falls to 0.
+    for _ in range(12):
+        requests.post(stack.front + "/feedback", json={"x": [5.1, 3.5, 1.4, 0.2], "label": "virginica"})
+    with Traffic(stack.front, clients=1):
+        out, err = watch.communicate(timeout=60)
+    assert watch.returncode == 1, out + err
+    assert "live accuracy 0.00% over 12 labelled samples is below 80.00%" in out
+    assert stack.front_color() == "blue"
+    assert stack.history()[-1]["action"] == "rollback"
+
+
+def test_models_lists_versions_and_where_they_run(stack):
+    register_constant_model(stack)
+    rows = json.loads(stack.cli("models", "--json").stdout)
+    assert [(r["version"], r["colors"], r["active"]) for r in rows] == [
+        ("v1.0.0", ["blue"], True), ("v1.1.0", ["green"], False), ("v2.0.0", [], False)]
+    assert rows[2]["fast_path"] == "sklearn"
+
+
+@pytest.mark.parametrize("version, make_file, error", [
+    ("v1.0.0", True, "bluegreen: version v1.0.0 already exists in"),
+    ("latest", True, "bluegreen: invalid version 'latest': expected vMAJOR.MINOR.PATCH, e.g. v1.2.0"),
+    ("v3.0.0", False, "not a joblib file"),
+])
+def test_register_refuses_with_a_reason(stack, version, make_file, error):
+    path = stack.dir / "m.joblib"
+    if make_file:
+        x_train, _, y_train, _, _ = iris_split()
+        joblib.dump(DummyClassifier().fit(x_train, y_train), path)
+    else:
+        path.write_text("not a model")
+    result = stack.cli("register", version, str(path), check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("bluegreen: ") and error in result.stderr

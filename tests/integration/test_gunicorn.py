@@ -1,0 +1,122 @@
+"""One color under real gunicorn, talked to over HTTP on loopback."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import requests
+
+from tests.helpers import ROOT, Gunicorn, wait_until
+
+pytestmark = pytest.mark.integration
+
+ROW = [6.7, 3.0, 5.2, 2.3]
+
+
+@pytest.fixture
+def color(shipped_models, tmp_path):
+    server = Gunicorn(shipped_models, version="v1.1.0", color="green", workers=2,
+                      metrics_dir=tmp_path / "metrics").wait_ready()
+    yield server
+    server.stop()
+
+
+def test_curl_style_request_through_gunicorn(color):
+    # Exactly what the original shell scripts send: curl -d without a Content-Type.
+    out = subprocess.run(["curl", "-s", "-i", f"{color.url}/predict", "-d", '{"x": [6.7, 3.0, 5.2, 2.3]}'],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert out.startswith("HTTP/1.1 200")
+    assert "X-Model-Version: v1.1.0" in out and "X-Color: green" in out
+    assert '"prediction": "virginica"' in out
+
+
+def test_metrics_are_aggregated_across_workers(color):
+    with requests.Session() as session:  # keep-alive: gunicorn gthread keeps the connection
+        for _ in range(40):
+            assert session.post(color.url + "/predict", json={"x": ROW}).status_code == 200
+    # Fresh connections land on both workers.
+    for _ in range(40):
+        requests.post(color.url + "/predict", json={"x": ROW}, headers={"Connection": "close"})
+    text = requests.get(color.url + "/metrics").text
+    match = re.search(r'bluegreen_http_requests_total\{endpoint="/predict",method="POST",status="200"\} (\S+)', text)
+    assert match and float(match.group(1)) == 80.0
+    assert 'bluegreen_predictions_total{class_name="virginica"} 80.0' in text
+    assert 'bluegreen_model_info{color="green",predictor="onnx",version="v1.1.0"} 1.0' in text
+
+
+def test_live_feedback_is_aggregated_across_workers(color):
+    for _ in range(20):
+        requests.post(color.url + "/feedback", json={"x": ROW, "label": "virginica"},
+                      headers={"Connection": "close"})
+    requests.post(color.url + "/feedback", json={"x": ROW, "label": "setosa"})
+    live = requests.get(color.url + "/health").json()["live"]
+    assert live["labelled"] == 21 and live["correct"] == 20
+
+
+def test_bad_input_never_kills_a_worker(color):
+    for body in ['{"x": [1, 2]}', "{oops", '{"x": [NaN, 1, 2, 3]}', '{"instances": []}']:
+        response = requests.post(color.url + "/predict", data=body)
+        assert response.status_code == 400 and "error" in response.json()
+    assert requests.post(color.url + "/predict", json={"x": ROW}).status_code == 200
+    assert color.process.poll() is None
+
+
+def test_sigterm_marks_the_worker_draining_before_gunicorn_stops_it(app):
+    # The hook gunicorn runs in each worker: TERM first flips readiness, then does
+    # what the worker's own handler did.
+    import os
+    import signal
+    import types
+
+    from app.server import gunicorn_hooks
+
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        gunicorn_hooks.post_worker_init(types.SimpleNamespace(wsgi=app))
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert app.extensions["model_server"].draining.is_set()
+    assert calls == [signal.SIGTERM]
+    assert app.test_client().get("/ready").status_code == 503
+
+
+def test_sigterm_stops_gunicorn_gracefully_and_quickly(shipped_models):
+    server = Gunicorn(shipped_models, workers=2).wait_ready()
+    assert requests.post(server.url + "/predict", json={"x": ROW}).status_code == 200
+    server.process.send_signal(15)
+    try:
+        server.process.wait(10)  # well under graceful_timeout: workers do not hang on exit
+    finally:
+        log = server.stop()
+    assert server.process.returncode == 0, log
+
+
+def test_tampered_model_is_refused_and_never_served(models_dir):
+    (models_dir / "iris_model_v1.0.0.joblib").write_bytes(b"tampered")
+    server = Gunicorn(models_dir)
+    try:
+        wait_until(lambda: server.process.poll() is not None, 30, what="gunicorn to exit")
+    finally:
+        log = server.stop()
+    assert server.process.returncode != 0
+    lines = [line for line in log.splitlines() if "refusing to serve" in line]
+    assert len(lines) == 1, log
+    assert lines[0].startswith(f"refusing to serve: {models_dir}/iris_model_v1.0.0.joblib: sha256 ")
+    assert "does not match the card's" in lines[0]
+
+
+def test_test_req_script_checks_a_running_color(color):
+    result = subprocess.run(["bash", str(ROOT / "utils" / "test_req.sh"), color.url],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+def test_test_req_script_fails_when_nothing_answers():
+    result = subprocess.run(["bash", str(ROOT / "utils" / "test_req.sh"), "127.0.0.1:1"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
