@@ -80,8 +80,8 @@ class Deployer:
             except ControllerError as exc:
                 # A step that could not finish (a stop command failed, the disk is full):
                 # the rollout ends aborted, with the reason, wherever traffic is now.
-                self._end(state, result, Phase.ABORTED, str(exc),
-                          f"deploy {version} failed: {exc}; traffic is on {state.active}")
+                where = "" if "traffic" in str(exc) else f"; traffic is on {state.active}"
+                self._end(state, result, Phase.ABORTED, str(exc), f"deploy {version} failed: {exc}{where}")
             self.controller.record(Action.DEPLOY, rollout.phase.value, result.reason, version=version,
                                    **{"from": rollout.source, "to": rollout.target, "dry_run": dry_run})
             self.controller.store.save(state)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from app.artifacts.versions import SHIPPED_VERSIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULTS = {
-    "MODEL_VERSION": "v1.0.0",
+    "MODEL_VERSION": SHIPPED_VERSIONS[0],
     "MODELS_DIR": str(ROOT / "models"),
     "COLOR": "blue",
     "MAX_BATCH_ROWS": 1000,

@@ -33,10 +33,10 @@ def parse_json_object(raw: bytes, example: str) -> dict:
         raise InvalidInput(f"empty request body; expected a JSON object like {example}")
     try:
         payload = json.loads(raw)
-    except UnicodeDecodeError:
-        raise InvalidInput(f"request body is not UTF-8 text; expected a JSON object like {example}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"request body is not UTF-8 text; expected a JSON object like {example}") from exc
     except ValueError as exc:
-        raise InvalidInput(f"request body is not valid JSON ({exc}); expected {example}") from None
+        raise InvalidInput(f"request body is not valid JSON ({exc}); expected {example}") from exc
     if not isinstance(payload, dict):
         raise InvalidInput(f"request body must be a JSON object like {example}, got {_kind(payload)}")
     return payload

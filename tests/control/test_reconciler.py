@@ -211,6 +211,27 @@ def test_a_dry_run_passes_the_gates_and_switches_nothing(controller, world):
     assert "route green" not in world.log
 
 
+def test_a_switch_that_is_not_confirmed_aborts_the_deploy(controller, world):
+    world.front_answers = False
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ABORTED
+    assert seen == ["gating", "loading", "gating", "switching", "aborted"]
+    assert result.message.startswith("deploy v1.2.0: switch to green not confirmed")
+    assert world.routed == "blue" and controller.read_state().active == "blue"
+
+
+def test_a_bake_whose_rollback_is_refused_ends_aborted_and_says_where_traffic_is(controller, world):
+    world.traffic = 20
+    world.at.append((1.5, lambda w: (w.stop_color("green"), w.stop_color("blue"))))
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert seen[-2:] == ["baking", "aborted"]
+    assert result.phase is Phase.ABORTED
+    assert result.message.startswith("deploy v1.2.0 failed: refusing to switch to blue: blue:8080 does not answer")
+    assert result.message.endswith("; traffic stays on green")
+
+
 def test_a_bake_that_fails_rolls_back_to_the_previous_color(controller, world):
     world.traffic, world.error_rate = 20, 0.5
     seen = phases_saved(controller)
