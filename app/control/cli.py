@@ -28,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     switch = sub.add_parser("switch", help="move the front door to a color")
     switch.add_argument("color", choices=COLORS)
     switch.add_argument("--force", action="store_true", help="switch even if the color is not ready/healthy")
-    rollback = sub.add_parser("rollback", help="back to the previously active color")
-    rollback.add_argument("--force", action="store_true")
+    rollback = sub.add_parser("rollback", help="back to the last promoted version (ends a running deploy)")
+    rollback.add_argument("--force", action="store_true", help="switch even if the target is not ready/healthy")
+    sub.add_parser("abort", help="stop the running deploy; traffic back on the stable version at once")
     sub.add_parser("reload", help="re-render, test and reload the nginx config")
     sub.add_parser("reconcile", help="repair the record from what nginx serves (recorded in the history)")
     history = sub.add_parser("history", help="every switch, gate and deploy, with time, reason and outcome")
@@ -45,20 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("version")
     deploy.add_argument("--dry-run", action="store_true", help="run the gates and print the plan; do not switch")
     deploy.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
+    deploy.add_argument("--force", action="store_true",
+                        help="start even over a rollout whose deploy was interrupted (it is ended first)")
+    deploy.add_argument("--replace-idle", action="store_true",
+                        help="let a dry run replace the version a rollback returns to")
     watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
     watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
     return parser
 
 
 def print_status(status: dict) -> None:
-    print(f"active: {status['active']}   previous: {status['previous'] or '-'}   "
-          f"stable: {status['stable'] or '-'}   phase: {status['phase']}")
+    print(f"active: {status['active']}   stable: {status['stable'] or '-'}   "
+          f"rollback to: {status['rollback_target'] or '-'}   phase: {status['phase']}")
     rollout = status["rollout"]
     if rollout:
         print(f"rollout: {rollout['version']} {rollout['source']} -> {rollout['target']}, {rollout['phase']} "
               f"(since {rollout['updated']}){' dry run' if rollout['dry_run'] else ''}")
-    if status["drift"]:
-        print(f"warning: {status['drift']}")
+    for warning in status["warnings"]:
+        print(f"warning: {warning}")
     print(f"front door: {status['front_door']}   preview: {status['preview']}   "
           f"nginx pid: {status['nginx_pid'] or '-'}")
     for color, info in status["colors"].items():
@@ -114,6 +119,8 @@ def run(args) -> int:
     from app.control.controller import Controller, build_stack
 
     config = load_config(args.config)
+    for warning in config.warnings:
+        say_to_stderr(f"bluegreen: warning: {warning}")
     say = say_to_stderr if getattr(args, "json", False) else print
     controller = Controller(build_stack(config, say))
     if args.command == "up":
@@ -127,6 +134,8 @@ def run(args) -> int:
         controller.switch(args.color, force=args.force)
     elif args.command == "rollback":
         controller.rollback(force=args.force)
+    elif args.command == "abort":
+        controller.abort()
     elif args.command == "reload":
         print(controller.reload())
     elif args.command == "reconcile":
@@ -145,7 +154,8 @@ def run(args) -> int:
     elif args.command == "deploy":
         from app.control.deploy import Deployer
 
-        result = Deployer(controller).deploy(args.version, dry_run=args.dry_run)
+        result = Deployer(controller).deploy(args.version, dry_run=args.dry_run, force=args.force,
+                                             replace_idle=args.replace_idle)
         if args.json:
             print(json.dumps(result.to_json(), indent=2))
         if not result.succeeded:

@@ -84,6 +84,10 @@ def _size(value) -> str:
     return "" if NGINX_SIZE.match(value) else "must be an nginx size such as \"1m\" or \"512k\""
 
 
+def _failure_policy(value) -> str:
+    return "" if value in ("other-color", "fail") else "must be \"other-color\" or \"fail\""
+
+
 def check(fn, default=dataclasses.MISSING, **kwargs):
     """A dataclass field whose value ``fn`` checks when the configuration is loaded."""
     if default is not dataclasses.MISSING:
@@ -103,9 +107,13 @@ class NginxSettings:
     client_max_body_size: str = check(_size, "1m")
     upstream_keepalive: int = check(_positive, 32)
     upstream_keepalive_timeout: str = check(_duration, "4s")
-    fail_timeout: str = check(_duration, "2s")
     proxy_connect_timeout: str = check(_duration, "1s")
     proxy_read_timeout: str = check(_duration, "30s")
+    # How long a server may take to answer /predict or /feedback before the next is tried.
+    predict_timeout: str = check(_duration, "1s")
+    # When every server of the active color fails a request: "other-color" tries the
+    # other color (another version answers; counted as a failover), "fail" answers 502.
+    on_active_failure: str = check(_failure_policy, "other-color")
     # Where nginx sees its files and which address it listens on, when it does not run
     # here (a container mounting <run_dir>/nginx); empty: the local paths and `host`.
     proxy_dir: str = ""
@@ -214,6 +222,7 @@ class StackConfig:
     bake: BakeSettings
     runtime: RuntimeSettings
     source: str = "defaults"
+    warnings: tuple[str, ...] = ()     # deprecated settings that were read and ignored
 
     def servers(self, color: str) -> list[str]:
         """Upstream addresses of ``color`` as nginx reaches them."""
@@ -307,15 +316,25 @@ def _build(cls, table: dict, where: str):
     return cls(**values)
 
 
-def _merge(base: dict, extra: dict, where: str = "") -> dict:
+# Settings that are still accepted but no longer do anything: key -> why.
+DEPRECATED = {
+    "nginx.fail_timeout": "servers are no longer taken out after failures (docs/adr/0008); remove it",
+}
+
+
+def _merge(base: dict, extra: dict, where: str = "", warnings: list | None = None) -> dict:
     for key, value in extra.items():
         name = f"{where}.{key}" if where else key
+        if name in DEPRECATED and key not in base:
+            if warnings is not None:
+                warnings.append(f"config: {name} is ignored: {DEPRECATED[name]}")
+            continue
         if key not in base:
             raise ConfigError(f"config: unknown setting {name}")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"config: {name} must be a table, got {_describe(value)}")
-            _merge(base[key], value, name)
+            _merge(base[key], value, name, warnings)
         else:
             base[key] = value
     return base
@@ -360,11 +379,12 @@ def load_config(path: str | None = None, environ=None) -> StackConfig:
     environ = os.environ if environ is None else environ
     table = default_table()
     source = "defaults"
+    warnings: list[str] = []
     if path is None and Path("bluegreen.toml").is_file():
         path = "bluegreen.toml"
     base = Path.cwd()
     if path is not None:
-        _merge(table, _read_toml(path))
+        _merge(table, _read_toml(path), warnings=warnings)
         source = str(path)
         base = Path(path).resolve().parent
         table["runtime"]["workdir"] = str(base / table["runtime"]["workdir"])
@@ -377,6 +397,7 @@ def load_config(path: str | None = None, environ=None) -> StackConfig:
         host=table["host"],
         colors={color: _build(ColorSettings, table["colors"][color], f"colors.{color}") for color in COLORS},
         source=source,
+        warnings=tuple(warnings),
         **{name: _build(cls, table[name], name) for name, cls in SECTIONS.items()},
     )
     _check_rules(config)

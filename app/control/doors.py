@@ -21,6 +21,9 @@ class Doors(Protocol):
     def smoke(self, rows: list[list[float]], labels: list[str]) -> list[SmokeAnswer]:
         """Each row POSTed to the preview door's /predict, with what came back."""
 
+    def front_generation(self) -> str:
+        """The config generation the front door reports, or what came instead ("HTTP 403")."""
+
 
 class HttpDoors:
     """The doors at ``front_url`` and ``preview_url``."""
@@ -36,6 +39,13 @@ class HttpDoors:
             return str(exc)
         color = answer.headers.get("x-color", "")
         return color if answer.status == 200 and color else f"HTTP {answer.status}"
+
+    def front_generation(self) -> str:
+        try:
+            answer = get(self.front_url + "/__bluegreen/generation", timeout=1.0)
+        except HttpError as exc:
+            return str(exc)
+        return answer.body.decode(errors="replace").strip() if answer.status == 200 else f"HTTP {answer.status}"
 
     def smoke(self, rows: list[list[float]], labels: list[str]) -> list[SmokeAnswer]:
         answers = []

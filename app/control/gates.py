@@ -31,6 +31,8 @@ def color_serving(probes: list[ServerProbe], version: str) -> GateResult:
     if not probes:
         return _fail(SERVING, "the color has no servers")
     for server in probes:
+        if server.foreign:
+            return _fail(SERVING, f"{server.address} is answered by {server.foreign}, which bluegreen did not start")
         if server.health is None:
             return _fail(SERVING, f"{server.address} does not answer ({server.error or 'no response'})")
         if not server.ready:
@@ -108,36 +110,55 @@ def smoke_evaluation(answers: list[SmokeAnswer], expected_accuracy: float, max_l
 
 @dataclass(frozen=True)
 class Window:
-    """What a color saw between two polls: requests to /predict and /feedback, and 5xx among them."""
+    """What a color saw during a bake: requests and 5xx since the previous poll (the error
+    rate is judged on recent traffic), labels since the bake began (accuracy needs them all)."""
 
     requests: int = 0
     server_errors: int = 0
+    labelled: int = 0
+    correct: int = 0
+    failovers: int = 0      # requests meant for this color that the other color answered
+
+    def describe(self) -> str:
+        accuracy = f", accuracy {self.correct / self.labelled:.2%}" if self.labelled else ""
+        failed_over = f", {self.failovers} failed over to the other color" if self.failovers else ""
+        return (f"{self.requests} requests, {self.server_errors} errors{failed_over} since the last poll; "
+                f"{self.labelled} labelled since the bake began{accuracy}")
+
+
+POLL_SERVING = "bake poll: serving"
+POLL_ERRORS = "bake poll: error rate"
+POLL_ACCURACY = "bake poll: live accuracy"
 
 
 def bake_poll(probes: list[ServerProbe], version: str, window: Window, settings: BakeSettings) -> GateResult:
-    """Judge one poll of the new active color.
+    """Judge one poll of the new active color, on the bake's window only.
 
     A server that does not answer, is not ready, reports another status or version, an
-    error rate above the limit, or live accuracy below the limit (once enough labels
-    arrived) fail the poll. A poll that finds the color healthy but no request in the
-    window is inconclusive: it proves nothing about the new version.
+    error rate above the limit since the previous poll, or live accuracy below the limit
+    over the labels received since the bake began (once ``min_labelled`` arrived) fail
+    the poll. A poll that finds the color healthy but no request in the window is
+    inconclusive: it proves nothing about the new version.
     """
+    numbers = {"requests": window.requests, "server_errors": window.server_errors, "labelled": window.labelled,
+               "correct": window.correct, "failovers": window.failovers}
     serving = color_serving(probes, version)
     if not serving.passed:
-        return GateResult(BAKE_POLL, Verdict.FAIL, serving.reason)
-    numbers = {"requests": window.requests, "server_errors": window.server_errors}
-    if window.requests > 0:
-        rate = window.server_errors / window.requests
+        return GateResult(POLL_SERVING, Verdict.FAIL, serving.reason, numbers)
+    # A request nginx had to send to the other color is one this color failed to answer.
+    attempted, failed = window.requests + window.failovers, window.server_errors + window.failovers
+    if attempted > 0:
+        rate = failed / attempted
         if rate > settings.max_error_rate:
-            return _fail(BAKE_POLL, f"error rate {rate:.2%} over the last {window.requests} requests is above "
-                                    f"{settings.max_error_rate:.2%}", **numbers)
-    for server in probes:
-        live = server.health.get("live") or {}
-        labelled, accuracy = live.get("labelled") or 0, live.get("accuracy")
-        if labelled >= settings.min_labelled and accuracy is not None and accuracy < settings.min_live_accuracy:
-            return _fail(BAKE_POLL, f"live accuracy {accuracy:.2%} over {labelled} labelled samples is below "
-                                    f"{settings.min_live_accuracy:.2%}", labelled=labelled, accuracy=accuracy,
-                         **numbers)
-    if window.requests == 0:
+            return _fail(POLL_ERRORS, f"error rate {rate:.2%} over the last {attempted} requests is above "
+                                      f"{settings.max_error_rate:.2%}"
+                                      + (f" ({window.failovers} answered by the other color)" if window.failovers
+                                         else ""), **numbers)
+    if window.labelled >= settings.min_labelled:
+        accuracy = window.correct / window.labelled
+        if accuracy < settings.min_live_accuracy:
+            return _fail(POLL_ACCURACY, f"live accuracy {accuracy:.2%} over {window.labelled} labelled samples "
+                                        f"since the bake began is below {settings.min_live_accuracy:.2%}", **numbers)
+    if attempted == 0:
         return GateResult(BAKE_POLL, Verdict.INCONCLUSIVE, "no request reached the color since the last poll", numbers)
     return _pass(BAKE_POLL, **numbers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import asdict, dataclass
 
 from app.control.http import Connection, HttpError
@@ -16,6 +17,9 @@ class ServerProbe:
     ready: bool
     health: dict | None
     error: str = ""
+    # Set when the answer came from a process the runtime did not start (its pid and
+    # command line): such a server is never taken for the color.
+    foreign: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -34,3 +38,13 @@ def probe(address: str, pid: int | None = None, timeout: float = 2.0) -> ServerP
         return ServerProbe(address, pid, False, None, str(exc))
     except ValueError:
         return ServerProbe(address, pid, False, None, "/health did not answer JSON")
+
+
+def accepts_connections(address: str, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False

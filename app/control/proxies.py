@@ -14,15 +14,27 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import signal
 import subprocess
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from app.artifacts.fsutil import atomic_write_bytes
 from app.control.commands import run_configured
 from app.control.config import COLORS, StackConfig, other_color
 from app.control.nginx_render import render_config, render_context
-from app.control.processes import live_pid, tail, terminate, wait_gone
+from app.control.probes import accepts_connections
+from app.control.processes import (
+    describe,
+    holding_files_under,
+    listeners,
+    live_pid,
+    parent_pid,
+    tail,
+    terminate,
+    wait_gone,
+)
 from app.errors import ControllerError
 
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -58,6 +70,21 @@ class Proxy(Protocol):
     def pid(self) -> int | None:
         """The proxy's process id, when it runs here."""
 
+    def live_config(self) -> str | None:
+        """The live config file's text (None before the first ``apply``)."""
+
+    def serves_generations(self) -> bool:
+        """Whether the front door reports the config generation it serves (nginx does)."""
+
+    def complaint(self) -> str:
+        """The proxy's latest error line about its config, if it keeps one ("" otherwise)."""
+
+    def cleanup(self) -> list[str]:
+        """Stop leftovers of an earlier proxy that would keep its ports; say what was stopped."""
+
+    def leftovers(self) -> list[str]:
+        """What still listens on the doors (after a stop: should be nothing)."""
+
 
 class NginxFiles:
     """``<run_dir>/nginx``: the live config, the candidate, and the route marker."""
@@ -80,6 +107,14 @@ class NginxFiles:
             raise ControllerError(f"nginx template {template}: {exc.strerror}") from exc
         context = render_context(self.config, self.seen_as, f"{self.seen_as}/{self.marker.name}", worker_user)
         return render_config(text, context)
+
+    def live_config(self) -> str | None:
+        try:
+            return self.conf.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ControllerError(f"{self.conf}: {exc.strerror}") from exc
 
     def differs(self, text: str) -> bool:
         try:
@@ -164,6 +199,31 @@ class LocalNginx:
     def apply(self, text: str) -> bool:
         return self.files.install(text, self.test)
 
+    def live_config(self) -> str | None:
+        return self.files.live_config()
+
+    def serves_generations(self) -> bool:
+        return True
+
+    def complaint(self) -> str:
+        lines = [line for line in tail(self.error_log, 50) if "[emerg]" in line or "[alert]" in line]
+        return lines[-1].split("] ", 2)[-1] if lines else ""
+
+    def cleanup(self) -> list[str]:
+        """nginx processes of this run directory that no running master owns (a master killed
+        with -9 leaves its workers holding the ports): asked to quit, then killed."""
+        master = self.pid()
+        orphans = [pid for pid in holding_files_under(self.dir, "nginx")
+                   if pid != master and (master is None or parent_pid(pid) != master)]
+        stopped = [describe(pid) for pid in orphans]
+        for pid in orphans:
+            terminate(pid, "nginx", signal.SIGQUIT, 5)
+        return stopped
+
+    def leftovers(self) -> list[str]:
+        ports = (self.config.nginx.port, self.config.nginx.preview_port)
+        return [f"port {port} ({describe(pid)})" for port in ports for pid, _ in listeners(port)]
+
     def pid(self) -> int | None:
         return live_pid(self.pid_file, "nginx")
 
@@ -195,7 +255,7 @@ class LocalNginx:
             return
         self._run("-s", "quit")
         if not wait_gone(pid, "nginx", timeout):
-            terminate(pid, "nginx", 15, 5)
+            terminate(pid, "nginx", signal.SIGTERM, 5)
         self.pid_file.unlink(missing_ok=True)
 
     def route(self, color: str) -> None:
@@ -233,6 +293,24 @@ class CommandProxy:
 
     def apply(self, text: str) -> bool:
         return self.files.install(text, self.test)
+
+    def live_config(self) -> str | None:
+        return self.files.live_config()
+
+    def serves_generations(self) -> bool:
+        # An nginx container reads the rendered config; a route command means another proxy
+        # (a Kubernetes Service), which has no generation to report.
+        return not self.commands.route
+
+    def complaint(self) -> str:
+        return ""
+
+    def cleanup(self) -> list[str]:
+        return []
+
+    def leftovers(self) -> list[str]:
+        address = urlsplit(self.config.front_url()).netloc
+        return [address] if ":" in address and accepts_connections(address) else []
 
     def pid(self) -> int | None:
         return None

@@ -11,6 +11,7 @@ apart from the state so that the state stays small.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -96,7 +97,12 @@ class InvalidTransition(RuntimeError):
 
 @dataclass
 class Rollout:
-    """The current (or last) rollout: one version, from the active color to the idle one."""
+    """The current (or last) rollout: one version, from the active color to the idle one.
+
+    ``id`` tells this rollout from the next one; ``pid`` and ``pid_started`` name the
+    deploy process that drives it, so that the next command can tell a running rollout
+    from one whose process was killed.
+    """
 
     version: str
     source: str                     # the color that served before
@@ -106,6 +112,9 @@ class Rollout:
     updated: str = field(default_factory=now_iso)
     dry_run: bool = False
     reasons: list[str] = field(default_factory=list)
+    id: str = field(default_factory=lambda: os.urandom(6).hex())
+    pid: int | None = None
+    pid_started: int | None = None
 
     def advance(self, phase: Phase, reason: str = "") -> None:
         """Move to ``phase``, recording why; refuse a move ``TRANSITIONS`` does not allow."""
@@ -118,25 +127,40 @@ class Rollout:
             self.reasons.append(f"{phase.value}: {reason}")
 
     def to_json(self) -> dict:
-        return {"version": self.version, "source": self.source, "target": self.target, "phase": self.phase.value,
-                "started": self.started, "updated": self.updated, "dry_run": self.dry_run,
-                "reasons": list(self.reasons)}
+        return {"id": self.id, "version": self.version, "source": self.source, "target": self.target,
+                "phase": self.phase.value, "started": self.started, "updated": self.updated,
+                "dry_run": self.dry_run, "reasons": list(self.reasons), "pid": self.pid,
+                "pid_started": self.pid_started}
 
     @classmethod
     def from_json(cls, data: dict) -> Rollout:
-        return cls(version=data["version"], source=data["source"], target=data["target"],
-                   phase=Phase(data["phase"]), started=data["started"], updated=data["updated"],
-                   dry_run=data["dry_run"], reasons=list(data["reasons"]))
+        rollout = cls(version=data["version"], source=data["source"], target=data["target"],
+                      phase=Phase(data["phase"]), started=data["started"], updated=data["updated"],
+                      dry_run=data["dry_run"], reasons=list(data["reasons"]), id=data["id"], pid=data["pid"],
+                      pid_started=data["pid_started"])
+        for name in ("version", "source", "target", "id"):
+            if not isinstance(getattr(rollout, name), str):
+                raise TypeError(f"rollout.{name} must be a string")
+        return rollout
+
+
+PROMOTED_KEPT = 20
 
 
 @dataclass
 class RolloutState:
-    """What is true between commands. The route marker is the truth about ``active``."""
+    """What is true between commands. The route marker is the truth about ``active``.
+
+    ``promoted`` lists the versions that became stable, oldest first: the last one is
+    ``stable``, the version traffic returns to on an abort or an automatic rollback.
+    ``rejected`` lists versions a bake or ``watch`` rolled back: never a rollback target.
+    """
 
     active: str = COLORS[0]
     versions: dict[str, str] = field(default_factory=dict)
     previous: str | None = None     # the color that was active before the last switch
-    stable: str | None = None       # the last promoted version
+    promoted: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
     rollout: Rollout | None = None
 
     @property
@@ -147,27 +171,55 @@ class RolloutState:
     def phase(self) -> Phase:
         return self.rollout.phase if self.rollout else Phase.IDLE
 
+    @property
+    def stable(self) -> str | None:
+        return self.promoted[-1] if self.promoted else None
+
+    def promote(self, version: str) -> None:
+        """``version`` becomes the stable one."""
+        self.promoted = [v for v in self.promoted if v != version][-(PROMOTED_KEPT - 1):] + [version]
+        self.rejected = [v for v in self.rejected if v != version]
+
+    def reject(self, version: str) -> None:
+        """``version`` failed in production: no longer stable, never a rollback target."""
+        self.promoted = [v for v in self.promoted if v != version]
+        self.rejected = [v for v in self.rejected if v != version][-(PROMOTED_KEPT - 1):] + [version]
+
+    def trusted(self, version: str, configured: set[str]) -> bool:
+        """Promoted once, or configured in bluegreen.toml and never rejected."""
+        return version in self.promoted or (version in configured and version not in self.rejected)
+
+    def rollback_target(self) -> str | None:
+        """The most recently promoted version other than the one serving now."""
+        serving = self.versions.get(self.active)
+        return next((v for v in reversed(self.promoted) if v != serving), None)
+
     def to_json(self) -> dict:
-        return {"format": 2, "active": self.active, "previous": self.previous, "versions": dict(self.versions),
-                "stable": self.stable, "rollout": self.rollout.to_json() if self.rollout else None}
+        return {"format": 3, "active": self.active, "previous": self.previous, "versions": dict(self.versions),
+                "promoted": list(self.promoted), "rejected": list(self.rejected),
+                "rollout": self.rollout.to_json() if self.rollout else None}
 
     @classmethod
     def from_json(cls, data: dict) -> RolloutState:
         """Rebuild the state; a missing key or a wrong type raises KeyError, TypeError or ValueError."""
         state = cls(active=data["active"], previous=data["previous"], versions=dict(data["versions"]),
-                    stable=data["stable"],
+                    promoted=list(data["promoted"]), rejected=list(data["rejected"]),
                     rollout=Rollout.from_json(data["rollout"]) if data["rollout"] is not None else None)
         for color in (state.active, state.previous):
             if color is not None and color not in COLORS:
                 raise ValueError(f"unknown color {color!r}")
         if set(state.versions) != set(COLORS) or not all(isinstance(v, str) for v in state.versions.values()):
             raise ValueError(f"versions must name a version for each of {list(COLORS)}")
+        if not all(isinstance(v, str) for v in state.promoted + state.rejected):
+            raise ValueError("promoted and rejected must list version strings")
         return state
 
 
 class Action(StrEnum):
     """What an event in the history records."""
 
+    ABORT = "abort"
+    FAILOVER = "failover"
     UP = "up"
     DOWN = "down"
     SWITCH = "switch"

@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from app.control.commands import run_configured
-from app.control.config import ROOT, StackConfig
-from app.control.probes import ServerProbe, probe
-from app.control.processes import live_pid, tail, terminate
+from app.control.config import COLORS, ROOT, StackConfig
+from app.control.probes import ServerProbe, accepts_connections, probe
+from app.control.processes import describe, listeners, live_pid, tail, terminate
 from app.errors import ControllerError
 
 GUNICORN_CONF = ROOT / "app" / "server" / "gunicorn_conf.py"
@@ -37,6 +38,13 @@ class Runtime(Protocol):
 
     def probe_color(self, color: str) -> list[ServerProbe]:
         """What each server of ``color`` answers right now."""
+
+    def leftovers(self) -> list[str]:
+        """What still listens on the colors' addresses (after a stop: should be nothing)."""
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
 
 class LocalRuntime:
@@ -64,7 +72,18 @@ class LocalRuntime:
                 for address in self.config.servers(color)}
 
     def probe_color(self, color: str) -> list[ServerProbe]:
-        return [probe(address, pid) for address, pid in self.server_pids(color).items()]
+        probes = []
+        for address, pid in self.server_pids(color).items():
+            answer = probe(address, pid)
+            if pid is None and answer.health is not None:
+                holders = listeners(_port(address))
+                answer = replace(answer, foreign=", ".join(describe(p) for p, _ in holders) or "an unknown process")
+            probes.append(answer)
+        return probes
+
+    def leftovers(self) -> list[str]:
+        return [f"{address} ({describe(pid)})" for color in COLORS for address in self.config.servers(color)
+                for pid, _ in listeners(_port(address))]
 
     def start_color(self, color: str, version: str) -> None:
         try:
@@ -79,6 +98,10 @@ class LocalRuntime:
         paths = self._paths(color, address)
         if live_pid(paths["pid"], "gunicorn"):
             raise ControllerError(f"{color} ({address}) is already running; stop it first")
+        holders = listeners(_port(address))
+        if holders:
+            raise ControllerError(f"{color} cannot start on {address}: the port is held by "
+                                  f"{', '.join(describe(p) for p, _ in holders)}, which bluegreen did not start")
         try:
             paths["pid"].unlink(missing_ok=True)
             shutil.rmtree(paths["metrics"], ignore_errors=True)
@@ -170,3 +193,7 @@ class CommandRuntime:
 
     def stop_color(self, color: str) -> None:
         run_configured(self.runner, self.commands, "stop_color", color=color, version="")
+
+    def leftovers(self) -> list[str]:
+        return [address for color in COLORS for address in self.config.probe_addresses(color)
+                if accepts_connections(address)]

@@ -32,6 +32,8 @@ class StateStore:
         self.path = self.run_dir / "state.json"
         self.history_path = self.run_dir / "history.jsonl"
         self.lock_path = self.run_dir / "controller.lock"
+        self.abort_path = self.run_dir / "abort.json"
+        self.failovers_path = self.run_dir / "failovers.json"
         self.history_max_bytes = history_max_bytes
         self.history_keep = history_keep
         self._legacy_history: list[dict] = []
@@ -60,7 +62,9 @@ class StateStore:
         data = self._raw()
         if data is None:
             return RolloutState(versions=dict(default_versions))
-        if data.get("format") != 2:
+        if data.get("format") == 2:
+            data = _from_format_2(data)
+        elif data.get("format") != 3:
             self._legacy_history = list(data.get("history") or [])
             data = _from_format_1(data)
         try:
@@ -79,6 +83,46 @@ class StateStore:
             atomic_write_json(self.path, state.to_json())
         except OSError as exc:
             raise ControllerError(f"{self.path}: cannot write the state ({exc.strerror})") from exc
+
+    # -- abort requests -----------------------------------------------------------------
+    def request_abort(self, rollout_id: str, action: str) -> None:
+        """Ask the deploy driving ``rollout_id`` to stop (it need not hold the lock to see it)."""
+        try:
+            atomic_write_json(self.abort_path, {"rollout": rollout_id, "action": action, "pid": os.getpid(),
+                                                "time": time.time()})
+        except OSError as exc:
+            raise ControllerError(f"{self.abort_path}: cannot write the abort request ({exc.strerror})") from exc
+
+    def abort_request(self, rollout_id: str) -> dict | None:
+        """The abort request for ``rollout_id``, if one was made."""
+        try:
+            data = json.loads(self.abort_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("rollout") == rollout_id else None
+
+    # -- failovers seen -----------------------------------------------------------------
+    def note_failovers(self, color: str, since: str, count: int) -> int:
+        """Remember that ``color``'s servers (started at ``since``) counted ``count`` failovers;
+        return how many of them are new since the last note (under a lock of its own)."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.failovers_path.with_suffix(".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    seen = json.loads(self.failovers_path.read_text())
+                except (OSError, ValueError):
+                    seen = {}
+                before = seen.get(color) if isinstance(seen, dict) else None
+                same_servers = isinstance(before, dict) and before.get("since") == since
+                new = count - before.get("count", 0) if same_servers else count
+                if new:
+                    seen = seen if isinstance(seen, dict) else {}
+                    seen[color] = {"since": since, "count": count}
+                    atomic_write_json(self.failovers_path, seen)
+                return max(0, new)
+        except OSError as exc:
+            raise ControllerError(f"{self.failovers_path}: cannot record failovers ({exc.strerror})") from exc
 
     # -- history ------------------------------------------------------------------------
     def append(self, event: Event) -> dict:
@@ -165,6 +209,16 @@ def _from_format_1(data: dict) -> dict:
     """The first state format (history inline, ``stable`` a color) in today's shape."""
     versions = data.get("versions") or {}
     stable_color = data.get("stable")
-    promoted = data.get("phase") == "healthy" and isinstance(versions, dict)
+    healthy = data.get("phase") == "healthy" and isinstance(versions, dict) and stable_color in versions
     return {"active": data.get("active"), "previous": data.get("previous"), "versions": versions,
-            "stable": versions.get(stable_color) if promoted and stable_color else None, "rollout": None}
+            "promoted": [versions[stable_color]] if healthy else [], "rejected": [], "rollout": None}
+
+
+def _from_format_2(data: dict) -> dict:
+    """The second format (one ``stable`` version, rollouts without an id) in today's shape."""
+    rollout = data.get("rollout")
+    if isinstance(rollout, dict):
+        rollout = {"id": "earlier", "pid": None, "pid_started": None, **rollout}
+    stable = data.get("stable")
+    return {**{k: v for k, v in data.items() if k != "stable"}, "promoted": [stable] if stable else [],
+            "rejected": [], "rollout": rollout}

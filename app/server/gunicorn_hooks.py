@@ -37,8 +37,10 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     # onnxruntime's process-wide state, created in the master before the fork, hangs or
     # aborts in a worker's interpreter teardown; the worker has already finished its
-    # requests and closed its files here, so it leaves without that teardown.
-    os._exit(0)
+    # requests and closed its files here, so it leaves without that teardown. A worker
+    # that never booted leaves with gunicorn's boot-error code, so that the master halts
+    # with "Worker failed to boot" instead of forking it again and again.
+    os._exit(0 if worker.booted else server.WORKER_BOOT_ERROR)
 
 
 def child_exit(server, worker):

@@ -39,6 +39,11 @@ class Metrics:
         self.feedback = Counter(
             "bluegreen_feedback", "Labelled feedback by outcome", ["outcome"], **kwargs
         )
+        # nginx names the color a request was meant for (X-Route-Color); this color
+        # answering for the other one is a failover (docs/adr/0008).
+        self.failovers = Counter(
+            "bluegreen_failover_requests", "Requests answered here that nginx meant for the other color", **kwargs
+        )
         # Label lookups cost more than the increments on the hot path: children are cached.
         self._request_children: dict = {}
         self._latency_children: dict = {}
@@ -87,8 +92,8 @@ class Metrics:
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
     def live_stats(self) -> dict:
-        """Requests, server errors and feedback outcomes seen by the whole color."""
-        predict_requests = server_errors = correct = incorrect = 0
+        """Requests, server errors, feedback outcomes and failovers seen by the whole color."""
+        predict_requests = server_errors = correct = incorrect = failovers = 0
         for family in self._counter_families():
             for sample in family.samples:
                 if sample.name == "bluegreen_http_requests_total":
@@ -97,6 +102,8 @@ class Metrics:
                     predict_requests += sample.value
                     if sample.labels.get("status", "").startswith("5"):
                         server_errors += sample.value
+                elif sample.name == "bluegreen_failover_requests_total":
+                    failovers += sample.value
                 elif sample.name == "bluegreen_feedback_total":
                     if sample.labels.get("outcome") == "correct":
                         correct += sample.value
@@ -110,6 +117,7 @@ class Metrics:
             "labelled": int(labelled),
             "correct": int(correct),
             "accuracy": correct / labelled if labelled else None,
+            "failovers": int(failovers),
         }
 
 

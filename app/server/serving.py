@@ -102,6 +102,8 @@ class ModelServer:
             "metrics": {key: card["metrics"][key] for key in ("accuracy", "f1_score", "precision", "recall")},
             "holdout_size": card.get("holdout", {}).get("size"),
             "predictor": {"path": self.predictor.name, "reason": self.predictor_reason},
-            "live": self.metrics.live_stats(),
+            # The live figures count from this process's start (a bake compares two polls).
+            "live": {**self.metrics.live_stats(),
+                     "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))},
             "uptime_seconds": round(time.time() - self.started_at, 3),
         }

@@ -49,6 +49,9 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.get("request_id", "")
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
     srv.metrics.request_counter(endpoint, request.method, str(response.status_code)).inc()
+    meant_for = request.environ.get("HTTP_X_ROUTE_COLOR")
+    if meant_for and meant_for != srv.color:
+        srv.metrics.failovers.inc()
     if "started" in g:
         srv.metrics.latency_for(endpoint).observe(time.perf_counter() - g.started)
     return response

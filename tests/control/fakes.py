@@ -50,10 +50,12 @@ class FakeColor:
 
     version: str | None = None          # None: not running
     ready: bool = True
+    silent_probes: int = 0               # this many probes get no answer (a frozen process), then it answers
     requests: float = 0
     server_errors: float = 0
     labelled: int = 0
     correct: int = 0
+    failovers: int = 0                   # requests answered here that were meant for the other color
 
 
 @dataclass
@@ -64,18 +66,25 @@ class World:
     colors: dict[str, FakeColor] = field(default_factory=lambda: {"blue": FakeColor(), "green": FakeColor()})
     routed: str = "blue"
     proxy_running: bool = False
-    config_text: str = ""
+    config_text: str = ""               # the live config file
+    loaded_text: str = ""               # what the running proxy serves
+    settings_generation: str = "000000000001"
+    reload_ignored: bool = False        # a reload that nginx does not apply (a port taken, say)
+    misrouting_generation: str = ""     # a config whose front door answers nobody (it lost the route)
     now: float = 0.0
     traffic: float = 0.0                # requests per second reaching the routed color
     error_rate: float = 0.0             # share of them answered with a 5xx
     front_answers: bool = True          # False: the front door answers nobody (a broken route)
     fail_start: set[str] = field(default_factory=set)
+    on_start: object = None             # called before a color starts (to act while a deploy holds the lock)
     log: list[str] = field(default_factory=list)
     at: list[tuple[float, object]] = field(default_factory=list)   # (time, action) scheduled faults
 
     # -- runtime ------------------------------------------------------------------------------
     def start_color(self, color: str, version: str) -> None:
         self.log.append(f"start {color} {version}")
+        if self.on_start:
+            self.on_start(self)
         if color in self.fail_start:
             raise ControllerError(f"{color} did not start: simulated failure")
         self.colors[color] = FakeColor(version)
@@ -89,25 +98,47 @@ class World:
         address = f"{color}:8080"
         if c.version is None:
             return [ServerProbe(address, None, False, None, "connection refused")]
+        if c.silent_probes:
+            c.silent_probes -= 1
+            return [ServerProbe(address, 4242, False, None, "timed out")]
         live = {"requests": int(c.requests), "server_errors": int(c.server_errors), "labelled": c.labelled,
+                "correct": c.correct, "failovers": c.failovers, "since": "2026-01-01T00:00:00Z",
                 "accuracy": c.correct / c.labelled if c.labelled else None}
         return [ServerProbe(address, 4242, c.ready, {"status": "ok", "version": c.version, "live": live})]
 
     # -- proxy --------------------------------------------------------------------------------
     def render(self) -> str:
-        return "rendered config"
+        return f"# Config generation {self.settings_generation}\nrendered config\n"
 
     def apply(self, text: str) -> bool:
         changed, self.config_text = self.config_text != text, text
         return changed
 
+    def live_config(self) -> str | None:
+        return self.config_text or None
+
     def reload(self) -> None:
         self.log.append("reload")
+        if not self.reload_ignored:
+            self.loaded_text = self.config_text
 
     def start(self) -> None:
         if not self.proxy_running:
             self.log.append("proxy start")
+            self.loaded_text = self.config_text
         self.proxy_running = True
+
+    def serves_generations(self) -> bool:
+        return True
+
+    def complaint(self) -> str:
+        return "bind() to 127.0.0.1:8080 failed (98: Address already in use)" if self.reload_ignored else ""
+
+    def cleanup(self) -> list[str]:
+        return []
+
+    def leftovers(self) -> list[str]:
+        return ["port 8080 (pid 77: nginx: worker process)"] if self.proxy_running else []
 
     def stop(self) -> None:
         self.proxy_running = False
@@ -126,9 +157,16 @@ class World:
         return 4141 if self.proxy_running else None
 
     # -- doors --------------------------------------------------------------------------------
+    def front_generation(self) -> str:
+        if not self.proxy_running:
+            return "connection refused"
+        return next((line.split()[3] for line in self.loaded_text.splitlines()
+                     if line.startswith("# Config generation")), "HTTP 404")
+
     def front_color(self) -> str:
         color = self.colors[self.routed]
-        if not self.proxy_running or not self.front_answers or color.version is None:
+        misrouted = self.misrouting_generation and self.misrouting_generation in self.loaded_text
+        if not self.proxy_running or not self.front_answers or misrouted or color.version is None:
             return "HTTP 502"
         return self.routed
 
@@ -163,14 +201,25 @@ class World:
         self.colors[color].correct += correct
 
 
+class Colors:
+    """The world as the controller's ``Runtime`` (the world itself is the proxy, doors and clock)."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.start_color, self.stop_color, self.probe_color = world.start_color, world.stop_color, world.probe_color
+
+    def leftovers(self) -> list[str]:
+        return [f"{color}:8080" for color, c in self.world.colors.items() if c.version is not None]
+
+
 def make_controller(tmp_path: Path, world: World, toml: str = "") -> Controller:
     """A controller over ``world``, with a real config and a real state store in ``tmp_path``."""
     path = tmp_path / "bluegreen.toml"
     path.write_text(f'run_dir = "run"\nmodels_dir = "{world.models_dir}"\n' + toml)
     config = load_config(str(path), environ={})
     lines: list[str] = []
-    stack = Stack(config, runtime=world, proxy=world, doors=world, store=StateStore(config.run_dir), clock=world,
-                  say=lines.append)
+    stack = Stack(config, runtime=Colors(world), proxy=world, doors=world, store=StateStore(config.run_dir),
+                  clock=world, say=lines.append)
     controller = Controller(stack)
     controller.lines = lines
     return controller

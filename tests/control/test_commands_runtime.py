@@ -184,7 +184,7 @@ def test_up_runs_the_configured_commands_in_order(controller, world):
         "proxy-reload",  # the proxy may have been running already: it must read the new config
     ]
     rendered = (controller.config.run_dir / "nginx" / "nginx.conf").read_text()
-    assert "server blue:8080 max_fails=1" in rendered and "server green:8080 backup;" in rendered
+    assert "server blue:8080 max_fails=0" in rendered and "server green:8080 backup;" in rendered
     assert "listen 0.0.0.0:8080;" in rendered and "daemon off;" in rendered
     assert "if (-f /etc/bluegreen/active-green)" in rendered
 
@@ -224,7 +224,7 @@ def test_reload_runs_the_configured_reload_command(controller, world, tmp_path, 
     controller.up()
     changed = make_controller(world, tmp_path, shipped_models, extra='client_max_body_size = "2m"\n')
     world.log.clear()
-    assert changed.reload() == "nginx config replaced and reloaded"
+    assert changed.reload() == "nginx config replaced and reloaded; the front door serves it"
     assert world.log == ["routed", "proxy-test /etc/bluegreen/nginx.conf.new", "proxy-reload"]
     assert "client_max_body_size 2m;" in (controller.config.run_dir / "nginx" / "nginx.conf").read_text()
     assert changed.reload() == "nginx config unchanged; nothing to reload"
@@ -251,7 +251,8 @@ def test_a_deploy_over_commands_is_promoted(controller, world):
         stop.set()
         thread.join()
     assert result.phase is Phase.PROMOTED, result.message
-    assert world.log == ["routed", "stop green", "start green v1.0.0", "route green blue"]
+    # The bake runs without the lock; its decision takes the lock again (and checks the route).
+    assert world.log == ["routed", "stop green", "start green v1.0.0", "route green blue", "routed"]
     assert world.routed == "green" and controller.read_state().stable == "v1.0.0"
 
 

@@ -43,6 +43,7 @@ def test_an_integer_is_accepted_where_a_number_is_expected(tmp_path):
     ('[nginx]\nproxy_read_timeout = "soon"\n', "config: nginx.proxy_read_timeout must be an nginx time"),
     ('[nginx]\nclient_max_body_size = "1 MB"\n', "config: nginx.client_max_body_size must be an nginx size"),
     ('[runtime]\nkind = "kubernetes"\n', 'config: runtime.kind must be "local" or "commands", got \'kubernetes\''),
+    ('[nginx]\non_active_failure = "pray"\n', 'config: nginx.on_active_failure must be "other-color" or "fail"'),
     ("[nginx]\nbogus = 1\n", "config: unknown setting nginx.bogus"),
     ("[colors.red]\nports = [1]\n", "config: unknown setting colors.red"),
     ("gates = 3\n", "config: gates must be a table, got the number 3"),
@@ -73,6 +74,12 @@ def test_environment_overrides_ports(tmp_path):
     config = load(tmp_path, environ={"BLUEGREEN_PORT": "9080", "BLUEGREEN_GREEN_PORT": "9002,9003"})
     assert config.nginx.port == 9080
     assert config.servers("green") == ["127.0.0.1:9002", "127.0.0.1:9003"]
+
+
+def test_a_deprecated_setting_is_accepted_with_a_warning(tmp_path):
+    config = load(tmp_path, '[nginx]\nfail_timeout = "2s"\n')
+    assert config.warnings == ("config: nginx.fail_timeout is ignored: servers are no longer taken out after "
+                               "failures (docs/adr/0008); remove it",)
 
 
 def test_a_missing_file_is_one_line(tmp_path):

@@ -97,9 +97,21 @@ def test_smoke_evaluation(answers, expected):
     ([server()], gates.Window(0, 0), (INCONCLUSIVE, "no request reached the color since the last poll")),
     ([server(answers=False)], gates.Window(0, 0), (FAIL, "127.0.0.1:9 does not answer (connection refused)")),
     ([server()], gates.Window(100, 2), (FAIL, "error rate 2.00% over the last 100 requests is above 1.00%")),
-    ([server(live={"labelled": 25, "accuracy": 0.5})], gates.Window(10, 0),
-     (FAIL, "live accuracy 50.00% over 25 labelled samples is below 80.00%")),
-    ([server(live={"labelled": 5, "accuracy": 0.0})], gates.Window(10, 0), (PASS, "")),
+    # nginx sent 10 of this color's requests to the other color: they count as failed here.
+    ([server()], gates.Window(90, 0, failovers=10),
+     (FAIL, "error rate 10.00% over the last 100 requests is above 1.00% (10 answered by the other color)")),
+    ([server()], gates.Window(10, 0, labelled=25, correct=12),
+     (FAIL, "live accuracy 48.00% over 25 labelled samples since the bake began is below 80.00%")),
+    ([server()], gates.Window(10, 0, labelled=5, correct=0), (PASS, "")),
+    # Only the window counts: a lifetime accuracy of 0 from before the bake is not judged.
+    ([server(live={"labelled": 500, "correct": 0, "accuracy": 0.0})], gates.Window(10, 0), (PASS, "")),
 ])
 def test_bake_poll(probes, window, expected):
     assert verdict(gates.bake_poll(probes, "v2.0.0", window, BAKE)) == expected
+
+
+def test_a_poll_says_which_check_failed_and_its_numbers():
+    failed = gates.bake_poll([server()], "v2.0.0", gates.Window(100, 2, 3, 3), BAKE)
+    assert failed.gate == gates.POLL_ERRORS
+    assert failed.numbers == {"requests": 100, "server_errors": 2, "labelled": 3, "correct": 3, "failovers": 0}
+    assert gates.bake_poll([server(answers=False)], "v2.0.0", gates.Window(), BAKE).gate == gates.POLL_SERVING

@@ -8,12 +8,13 @@ in ``tests/integration/``.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from app.control.bake import watch
 from app.control.deploy import Deployer
-from app.control.rollout import Phase
+from app.control.rollout import Phase, Rollout
 from app.errors import ControllerError
 from tests.control.fakes import World, make_controller, write_card
 
@@ -132,7 +133,7 @@ def test_status_reads_without_writing_and_reports_drift(controller, world):
 
 def test_the_next_command_repairs_the_record_as_its_own_step(controller, world):
     world.routed = "green"
-    assert controller.reconcile() == "the record matches what nginx serves (green)"
+    assert controller.reconcile() == "the record matches what is observed: green (v1.1.0) is active"
     repair = events(controller, "reconcile")[-1]
     assert (repair["outcome"], repair["from"], repair["to"]) == ("repaired", "blue", "green")
     assert (controller.read_state().active, controller.read_state().previous) == ("green", "blue")
@@ -186,7 +187,7 @@ def test_a_version_that_fails_to_load_aborts_and_the_idle_color_is_restored(cont
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.ABORTED and seen == ["gating", "loading", "aborted"]
     assert result.message == "green did not start: simulated failure; traffic stays on blue"
-    assert world.log == ["stop green", "start green v1.2.0", "start green v1.1.0"]
+    assert world.log == ["stop green", "start green v1.2.0", "stop green", "start green v1.1.0"]
     assert controller.read_state().versions["green"] == "v1.1.0"
 
 
@@ -207,7 +208,7 @@ def test_a_dry_run_passes_the_gates_and_switches_nothing(controller, world):
     result = Deployer(controller).deploy("v1.2.0", dry_run=True)
     assert result.phase is Phase.VERIFIED and result.succeeded
     assert seen == ["gating", "loading", "gating", "verified"]
-    assert world.routed == "blue" and controller.read_state().stable is None
+    assert world.routed == "blue" and controller.read_state().stable == "v1.0.0"
     assert "route green" not in world.log
 
 
@@ -221,15 +222,30 @@ def test_a_switch_that_is_not_confirmed_aborts_the_deploy(controller, world):
     assert world.routed == "blue" and controller.read_state().active == "blue"
 
 
-def test_a_bake_whose_rollback_is_refused_ends_aborted_and_says_where_traffic_is(controller, world):
+def test_a_bake_whose_rollback_cannot_happen_ends_aborted_and_says_where_traffic_is(controller, world):
     world.traffic = 20
-    world.at.append((1.5, lambda w: (w.stop_color("green"), w.stop_color("blue"))))
+
+    def both_colors_fail(w):
+        w.stop_color("green")
+        w.stop_color("blue")
+        w.fail_start.add("blue")
+
+    world.at.append((1.5, both_colors_fail))
     seen = phases_saved(controller)
     result = Deployer(controller).deploy("v1.2.0")
     assert seen[-2:] == ["baking", "aborted"]
     assert result.phase is Phase.ABORTED
-    assert result.message.startswith("deploy v1.2.0 failed: refusing to switch to blue: blue:8080 does not answer")
-    assert result.message.endswith("; traffic stays on green")
+    assert result.message == ("deploy v1.2.0 failed: rollback to v1.0.0 failed: blue did not start: simulated "
+                              "failure; traffic stays on green (v1.2.0)")
+
+
+def test_a_rollback_reloads_the_stable_version_when_the_other_color_lost_it(controller, world):
+    world.traffic = 20
+    world.at.append((1.5, lambda w: (w.stop_color("green"), w.stop_color("blue"))))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK
+    assert world.routed == "blue" and world.colors["blue"].version == "v1.0.0"
+    assert world.log[-3:] == ["stop blue", "start blue v1.0.0", "route blue"]
 
 
 def test_a_bake_that_fails_rolls_back_to_the_previous_color(controller, world):
@@ -239,7 +255,8 @@ def test_a_bake_that_fails_rolls_back_to_the_previous_color(controller, world):
     assert result.phase is Phase.ROLLED_BACK and not result.succeeded
     assert seen == ["gating", "loading", "gating", "switching", "baking", "rolled-back"]
     assert result.message.startswith("deploy v1.2.0 rolled back: error rate 50.00% over the last 20 requests")
-    assert world.routed == "blue" and controller.read_state().stable is None
+    state = controller.read_state()
+    assert world.routed == "blue" and (state.stable, state.rejected) == ("v1.0.0", ["v1.2.0"])
     rollback = events(controller, "rollback")[-1]
     assert rollback["outcome"] == "succeeded" and rollback["reason"].startswith("automatic rollback: error rate")
     assert 1000 <= rollback["since_ms"] < 2000  # from the first failed poll to the old color serving
@@ -259,7 +276,7 @@ def test_a_bake_that_sees_no_traffic_is_inconclusive_never_a_pass(controller, wo
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.DEGRADED and not result.succeeded
     assert "bake inconclusive" in result.message and "green keeps the traffic" in result.message
-    assert world.routed == "green" and controller.read_state().stable is None
+    assert world.routed == "green" and controller.read_state().stable == "v1.0.0"
 
 
 def test_live_accuracy_below_the_limit_fails_the_bake(controller, world):
@@ -267,7 +284,7 @@ def test_live_accuracy_below_the_limit_fails_the_bake(controller, world):
     world.at.append((1.5, lambda w: w.label("green", correct=2, wrong=10)))
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.ROLLED_BACK
-    assert result.reason == "live accuracy 16.67% over 12 labelled samples is below 80.00%"
+    assert result.reason == "live accuracy 16.67% over 12 labelled samples since the bake began is below 80.00%"
 
 
 def test_a_manual_rollback_after_promotion_ends_the_rollout_rolled_back(controller, world):
@@ -299,3 +316,258 @@ def test_watch_returns_0_when_nothing_fails(controller, world):
     world.traffic = 10
     assert watch(controller, duration=5) == 0
     assert world.routed == "blue"
+
+
+# -- rollback goes to a promoted version, never to a slot -----------------------------------------
+def test_rollback_never_serves_a_version_that_was_never_promoted(controller, world):
+    write_card(world.models_dir, "v9.9.8", accuracy=0.97)
+    controller.switch("green")
+    controller.switch("blue")
+    assert Deployer(controller).deploy("v9.9.8", dry_run=True, replace_idle=True).phase is Phase.VERIFIED
+    assert world.colors["green"].version == "v9.9.8"
+    controller.rollback()
+    assert world.routed == "green" and world.colors["green"].version == "v1.1.0"  # loaded back, then switched
+    assert events(controller, "rollback")[-1]["to_version"] == "v1.1.0"
+
+
+def test_a_dry_run_does_not_displace_the_rollback_target_unless_asked(controller, world):
+    controller.switch("green")
+    controller.switch("blue")
+    world.log.clear()
+    with pytest.raises(ControllerError, match=r"refusing to deploy v1.2.0: green runs v1.1.0, the version a "
+                                              r"rollback returns to; a dry run would replace it \(pass --replace"):
+        Deployer(controller).deploy("v1.2.0", dry_run=True)
+    assert world.log == [] and world.colors["green"].version == "v1.1.0"
+
+
+def test_after_a_blocked_deploy_rollback_returns_to_the_promoted_version_not_the_candidate(controller, world):
+    card_path = world.models_dir / "iris_model_v1.2.0.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"]["accuracy"] = 0.99  # the smoke gate blocks it after it was loaded on green
+    card_path.write_text(json.dumps(card))
+    controller.switch("green")
+    controller.switch("blue")
+    assert Deployer(controller).deploy("v1.2.0").phase is Phase.ABORTED
+    assert world.colors["green"].version == "v1.2.0"
+    controller.rollback()
+    assert world.routed == "green" and world.colors["green"].version == "v1.1.0"
+
+
+def test_a_switch_to_a_version_that_was_never_promoted_needs_force(controller, world):
+    Deployer(controller).deploy("v1.2.0", dry_run=True)
+    with pytest.raises(ControllerError, match="refusing to switch to green: green runs v1.2.0, which was never "
+                                              "promoted"):
+        controller.switch("green")
+    assert world.routed == "blue"
+    controller.switch("green", force=True)
+    assert controller.read_state().stable == "v1.2.0"
+
+
+def test_rollback_with_nothing_promoted_before_says_so(controller, world):
+    with pytest.raises(ControllerError, match="nothing to roll back to: v1.0.0 is the only promoted version"):
+        controller.rollback()
+
+
+# -- abort and rollback preempt a running deploy ---------------------------------------------------
+@pytest.mark.parametrize("command", ["abort", "rollback"])
+def test_abort_and_rollback_preempt_a_bake_at_once(controller, world, command):
+    world.traffic = 20
+    world.at.append((3.0, lambda w: getattr(controller, command)()))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ABORTED and not result.succeeded
+    assert world.routed == "blue" and 3.0 <= world.now < 3.5
+    request = events(controller, command)[0]
+    assert (request["outcome"], request["version"]) == ("requested", "v1.2.0")
+    back = events(controller, "rollback")[-1]
+    assert back["to_version"] == "v1.0.0" and back["since_ms"] < 1000
+    state = controller.read_state()
+    assert state.phase is Phase.ABORTED and state.stable == "v1.0.0"
+
+
+def test_abort_while_loading_stops_the_deploy_before_any_switch(controller, world):
+    world.on_start = lambda w: (setattr(w, "on_start", None), controller.abort())
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ABORTED
+    assert result.message == ("deploy v1.2.0 aborted by the operator before the switch; traffic stays on blue "
+                              "(v1.0.0)")
+    assert "route green" not in world.log
+
+
+def test_abort_with_no_rollout_running_says_so(controller, world):
+    with pytest.raises(ControllerError, match="no rollout is running: nothing to abort"):
+        controller.abort()
+
+
+# -- the bake judges only its own window ------------------------------------------------------------
+def test_feedback_from_before_the_bake_does_not_count(controller, world):
+    world.colors["green"].version = "v1.1.0"
+    world.label("green", correct=0, wrong=50)  # bad labels on green long before this deploy
+    world.traffic = 20
+    result = Deployer(controller).deploy("v1.1.0")
+    assert result.phase is Phase.PROMOTED, result.message
+    assert result.steps[3].outcome == "skipped"  # green already served v1.1.0: its counters were not reset
+
+
+# -- an interrupted deploy is seen, refused over, and repaired ---------------------------------------
+class Killed(BaseException):
+    """Stands for a SIGKILL of the deploy process: nothing after it runs."""
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def kill_deploy_at(controller, world, when: float) -> None:
+    def kill(w):
+        raise Killed
+
+    world.at.append((when, kill))
+    with pytest.raises(Killed):
+        Deployer(controller).deploy("v1.2.0")
+    state = controller.read_state()
+    state.rollout.pid = dead_pid()
+    controller.store.save(state)
+
+
+def test_a_deploy_killed_during_the_bake_is_seen_refused_over_and_rolled_back(controller, world):
+    world.traffic = 20
+    kill_deploy_at(controller, world, 2.0)
+    assert world.routed == "green"
+    warnings = controller.status()["warnings"]
+    assert len(warnings) == 1 and " ended while baking; `bluegreen reconcile` ends it" in warnings[0]
+    with pytest.raises(ControllerError, match=r"refusing to deploy v1.1.0: the deploy of v1.2.0 \(pid \d+\) "
+                                              r"ended while baking; .* or pass --force"):
+        Deployer(controller).deploy("v1.1.0")
+    controller.reconcile()
+    state = controller.read_state()
+    assert world.routed == "blue" and state.phase is Phase.ABORTED
+    assert state.rollout.reasons[-1].endswith("traffic returned to v1.0.0")
+    assert events(controller, "reconcile")[-1]["outcome"] == "repaired"
+
+
+def test_a_deploy_killed_while_loading_leaves_traffic_and_the_record_true(controller, world):
+    def kill(w):
+        raise Killed
+
+    world.on_start = kill
+    with pytest.raises(Killed):
+        Deployer(controller).deploy("v1.2.0")
+    world.on_start = None
+    state = controller.read_state()
+    state.rollout.pid = dead_pid()
+    controller.store.save(state)
+    assert controller.read_state().phase is Phase.LOADING
+    result = Deployer(controller).deploy("v1.2.0", force=True)  # --force ends the old rollout first
+    assert result.phase is Phase.PROMOTED or result.phase is Phase.DEGRADED
+    repair = [e for e in events(controller, "reconcile") if "ended while loading" in e["reason"]]
+    assert repair and repair[0]["reason"].endswith("traffic never left v1.0.0")
+
+
+def test_the_record_of_a_color_follows_what_it_serves(controller, world):
+    world.colors["green"].version = "v1.2.0"  # changed behind the controller's back
+    controller.reconcile()
+    assert controller.read_state().versions["green"] == "v1.2.0"
+    repair = events(controller, "reconcile")[-1]
+    assert repair["reason"] == "green serves v1.2.0 but the record said v1.1.0"
+
+
+def test_a_rollout_of_a_live_deploy_is_not_taken_for_interrupted(controller, world):
+    state = controller.read_state()
+    state.rollout = Rollout("v1.2.0", "blue", "green", phase=Phase.BAKING, pid=1)  # pid 1 runs, since long ago
+    state.rollout.pid_started = None
+    controller.store.save(state)
+    assert controller.status()["warnings"] == []
+    with pytest.raises(ControllerError, match=r"refusing to deploy v1.1.0: a deploy of v1.2.0 is baking \(pid 1\)"):
+        Deployer(controller).deploy("v1.1.0")
+    with pytest.raises(ControllerError, match="refusing to switch to green: a deploy of v1.2.0 is baking"):
+        controller.switch("green")
+
+
+# -- a color that recovers before the decision is not rolled back ------------------------------------
+def test_a_color_that_answers_again_before_the_decision_is_not_rolled_back(controller, world):
+    world.traffic = 20
+    world.at.append((1.5, lambda w: setattr(w.colors["green"], "silent_probes", 2)))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.PROMOTED, result.message
+    recovered = events(controller, "reconcile")[-1]
+    assert recovered["outcome"] == "recovered" and "answered again before the rollback decision" in recovered["reason"]
+
+
+def test_watch_does_not_roll_back_a_color_that_recovered(controller, world):
+    world.traffic = 10
+    world.at.append((2.5, lambda w: setattr(w.colors["blue"], "silent_probes", 2)))
+    assert watch(controller, duration=8) == 0
+    assert world.routed == "blue"
+    assert events(controller)[-1]["outcome"] == "recovered"
+
+
+def test_watch_rejects_the_version_it_rolls_back(controller, world):
+    controller.switch("green")
+    world.traffic = 10
+    world.at.append((2.5, lambda w: setattr(w, "error_rate", 1.0)))
+    assert watch(controller, duration=30) == 1
+    state = controller.read_state()
+    assert (world.routed, state.stable, state.rejected) == ("blue", "v1.0.0", ["v1.1.0"])
+    with pytest.raises(ControllerError, match="green runs v1.1.0, which was never promoted"):
+        controller.switch("green")
+
+
+# -- reload and down check what they claim -----------------------------------------------------------
+def test_a_reload_that_nginx_does_not_apply_is_undone_and_fails(controller, world):
+    before = world.config_text
+    world.settings_generation, world.reload_ignored = "000000000002", True
+    with pytest.raises(ControllerError) as caught:
+        controller.reload()
+    assert str(caught.value) == (
+        "nginx did not take the new config (the front door serves config generation 000000000001, not the new "
+        "000000000002 (nginx: bind() to 127.0.0.1:8080 failed (98: Address already in use))); the previous config "
+        "is back in place and serving")
+    assert world.config_text == before
+    assert events(controller, "reload")[-1]["outcome"] == "failed"
+    world.reload_ignored = False
+    assert controller.reload() == "nginx config replaced and reloaded; the front door serves it"
+
+
+def test_a_reload_whose_front_door_does_not_answer_the_active_color_is_undone(controller, world):
+    before = world.config_text
+    world.settings_generation = world.misrouting_generation = "000000000003"  # a template that lost the route
+    with pytest.raises(ControllerError, match=r"nginx did not take the new config \(the front door is not answered "
+                                              r"by blue after 5s \(last: HTTP 502\)\); the previous config is back"):
+        controller.reload()
+    assert world.config_text == before and world.front_color() == "blue"
+
+
+def test_down_says_when_something_still_listens(controller, world):
+    world.stop = lambda: None  # a proxy that does not stop
+    with pytest.raises(ControllerError, match=r"stopped nginx and both colors, but something still listens: "
+                                              r"port 8080 \(pid 77: nginx: worker process\)"):
+        controller.down()
+    assert events(controller, "down")[-1]["outcome"] == "failed"
+
+
+def test_failovers_become_history_lines_once(controller, world):
+    world.colors["green"].failovers = 37  # green answered 37 requests meant for blue
+    controller.reconcile()
+    controller.reconcile()
+    lines = events(controller, "failover")
+    assert len(lines) == 1
+    assert (lines[0]["from"], lines[0]["to"], lines[0]["requests"]) == ("blue", "green", 37)
+    world.colors["green"].failovers = 40
+    controller.reconcile()
+    assert [e["requests"] for e in events(controller, "failover")] == [37, 3]
+
+
+def test_a_new_color_whose_requests_fail_over_is_rolled_back_and_the_failover_recorded(controller, world):
+    world.traffic = 20
+
+    def failing_over(w):  # green's workers reset connections: nginx answers from blue instead
+        w.colors["blue"].failovers += 15
+
+    for t in (1.5, 2.5, 3.5):
+        world.at.append((t, failing_over))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK
+    assert "answered by the other color" in result.reason
+    assert events(controller, "failover")[0]["to"] == "blue"

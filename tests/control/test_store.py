@@ -11,6 +11,8 @@ from app.control.store import StateStore
 from app.errors import ControllerError
 
 VERSIONS = {"blue": "v1.0.0", "green": "v1.1.0"}
+GOOD = {"format": 3, "active": "blue", "previous": None, "versions": VERSIONS, "promoted": [], "rejected": [],
+        "rollout": None}
 
 
 def test_a_new_store_starts_blue_with_the_configured_versions(tmp_path):
@@ -31,22 +33,22 @@ def test_state_round_trips_with_its_rollout(tmp_path):
     store = StateStore(tmp_path)
     rollout = Rollout("v1.2.0", source="blue", target="green")
     rollout.advance(Phase.LOADING)
-    store.save(RolloutState(active="blue", versions=dict(VERSIONS), stable="v1.0.0", rollout=rollout))
+    store.save(RolloutState(active="blue", versions=dict(VERSIONS), promoted=["v0.9.0", "v1.0.0"],
+                            rejected=["v0.9.5"], rollout=rollout))
     state = store.read(VERSIONS)
     assert state.rollout == rollout and state.phase is Phase.LOADING and state.stable == "v1.0.0"
+    assert (state.promoted, state.rejected) == (["v0.9.0", "v1.0.0"], ["v0.9.5"])
     assert "history" not in json.loads((tmp_path / "state.json").read_text())
 
 
 @pytest.mark.parametrize("content, error", [
     ("{half", "unreadable state (Expecting property name"),
     ("[]", "unreadable state (not a JSON object)"),
-    (json.dumps({"format": 2, "active": "blue"}), "unreadable state (missing key 'previous')"),
-    (json.dumps({"format": 2, "active": "red", "previous": None, "versions": VERSIONS, "stable": None,
-                 "rollout": None}), "unreadable state (unknown color 'red')"),
-    (json.dumps({"format": 2, "active": "blue", "previous": None, "versions": 3, "stable": None,
-                 "rollout": None}), "unreadable state ("),
-    (json.dumps({"format": 2, "active": "blue", "previous": None, "versions": VERSIONS, "stable": None,
-                 "rollout": {"version": "v1"}}), "unreadable state (missing key 'source')"),
+    (json.dumps({"format": 3, "active": "blue"}), "unreadable state (missing key 'previous')"),
+    (json.dumps({**GOOD, "active": "red"}), "unreadable state (unknown color 'red')"),
+    (json.dumps({**GOOD, "versions": 3}), "unreadable state ("),
+    (json.dumps({**GOOD, "promoted": [1]}), "unreadable state (promoted and rejected must list version strings)"),
+    (json.dumps({**GOOD, "rollout": {"version": "v1"}}), "unreadable state (missing key 'source')"),
 ])
 def test_an_unreadable_record_is_one_clear_line(tmp_path, content, error):
     (tmp_path / "state.json").write_text(content)
@@ -66,6 +68,15 @@ def test_a_first_format_record_is_read_and_its_history_moved_to_the_log_once(tmp
     store.save(state)
     store.save(state)
     assert [e["to"] for e in store.history()] == ["green"]
+
+
+def test_a_second_format_record_is_read(tmp_path):
+    rollout = {"version": "v1.2.0", "source": "blue", "target": "green", "phase": "promoted", "started": "t",
+               "updated": "t", "dry_run": False, "reasons": []}
+    (tmp_path / "state.json").write_text(json.dumps({"format": 2, "active": "green", "previous": "blue",
+                                                     "versions": VERSIONS, "stable": "v1.2.0", "rollout": rollout}))
+    state = StateStore(tmp_path).read(VERSIONS)
+    assert (state.stable, state.rollout.phase, state.rollout.pid) == ("v1.2.0", Phase.PROMOTED, None)
 
 
 def test_history_is_an_append_only_log_that_rotates(tmp_path):

@@ -81,6 +81,16 @@ def test_readiness_and_liveness_are_separate(app, client):
     assert client.get("/health").get_json()["status"] == "draining"
 
 
+def test_a_request_meant_for_the_other_color_counts_as_a_failover(client):
+    client.post("/predict", json={"x": ROW}, headers={"X-Route-Color": "blue"})  # blue serves it: not one
+    client.post("/predict", json={"x": ROW})                                    # directly: not one
+    client.post("/predict", json={"x": ROW}, headers={"X-Route-Color": "green"})
+    live = client.get("/health").get_json()["live"]
+    assert live["failovers"] == 1 and live["requests"] == 3
+    assert live["since"].endswith("Z")
+    assert "bluegreen_failover_requests_total 1.0" in client.get("/metrics").get_data(as_text=True)
+
+
 def test_feedback_drives_live_accuracy(client):
     assert post(client, {"x": ROW, "label": "setosa"}, path="/feedback").status_code == 200
     response = post(client, {"instances": [ROW, ROW], "labels": ["setosa", "virginica"]}, path="/feedback")
