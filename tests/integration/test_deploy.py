@@ -155,7 +155,7 @@ def test_watch_rolls_back_when_live_accuracy_drops(stack):
     with Traffic(stack.front, clients=1):
         out, err = watch.communicate(timeout=60)
     assert watch.returncode == 1, out + err
-    assert "live accuracy 0.00% over 12 labelled samples is below 80.00%" in out
+    assert "live accuracy 0.00% over 12 labelled samples since the bake began is below 80.00%" in out
     assert stack.front_color() == "blue"
     assert stack.history()[-1]["action"] == "rollback"
 

@@ -134,7 +134,7 @@ def test_reload_applies_a_changed_config_without_dropping_requests(on_blue):
     original = on_blue.config.read_text()
     on_blue.config.write_text(original.replace("[nginx]\n", '[nginx]\nclient_max_body_size = "2m"\n'))
     try:
-        assert on_blue.cli("reload").stdout.strip() == "nginx config replaced and reloaded"
+        assert on_blue.cli("reload").stdout.strip() == "nginx config replaced and reloaded; the front door serves it"
         assert "client_max_body_size 2m;" in (on_blue.run_dir / "nginx" / "nginx.conf").read_text()
     finally:
         on_blue.config.write_text(original)
