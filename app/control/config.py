@@ -166,16 +166,38 @@ class GateSettings:
     smoke_max_latency_ms: float = check(_positive, 250.0)
 
 
+def _confidence(value) -> str:
+    return "" if 0.5 <= value < 1 else "must be at least 0.5 and below 1"
+
+
+def _drop(value) -> str:
+    return "" if 0 < value < 1 else "must be above 0 and below 1"
+
+
 @dataclass(frozen=True)
 class BakeSettings:
-    """The post-promotion bake and ``watch``."""
+    """The post-promotion bake and ``watch``, and the statistics of their checks (docs/adr/0009)."""
 
     period: float = check(_positive, 30.0)
     interval: float = check(_positive, 2.0)
     failure_limit: int = check(_not_negative, 2)
+    # The 5xx share of the requests since the bake began, above the stable version's in the
+    # same window (above 0 when the stable version has no traffic there: an absolute limit).
     max_error_rate: float = check(_fraction, 0.01)
+    min_requests: int = check(_positive, 50)
     min_live_accuracy: float = check(_fraction, 0.80)
     min_labelled: int = check(_positive, 20)
+    # The drop below the stable version's live accuracy the sequential test is built to catch.
+    accuracy_drop: float = check(_drop, 0.10)
+    # false: a bake may pass before live accuracy passed (labels can still fail it).
+    require_labels: bool = True
+    # Each check fails a good version, or passes a bad one, with at most 1 - confidence,
+    # however many polls look at it.
+    confidence: float = check(_confidence, 0.99)
+    # The share of requests slower than slow_request_ms (0.01 and 250: p99 under 250 ms),
+    # judged when the servers report latency buckets in /health.
+    max_slow_rate: float = check(_fraction, 0.01)
+    slow_request_ms: float = check(_positive, 250.0)
     scale_down_delay: float = check(_not_negative, 0.0)
 
 
@@ -295,6 +317,8 @@ def _convert(value, hint, key: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise ConfigError(f"config: {key} must be a number, got {_describe(value)}")
         return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"config: {key} must be true or false, got {_describe(value)}")
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"config: {key} must be a string, got {_describe(value)}")
     return value

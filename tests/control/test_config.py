@@ -90,3 +90,24 @@ def test_a_missing_file_is_one_line(tmp_path):
 @pytest.mark.parametrize("text, seconds", [("4s", 4), ("500ms", 0.5), ("1m30s", 90), ("10", 10)])
 def test_nginx_times(text, seconds):
     assert nginx_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("toml, error", [
+    ("[bake]\nconfidence = 1.0\n", "config: bake.confidence must be at least 0.5 and below 1, got 1.0"),
+    ("[bake]\nconfidence = 0.3\n", "config: bake.confidence must be at least 0.5 and below 1, got 0.3"),
+    ('[bake]\nrequire_labels = "no"\n', "config: bake.require_labels must be true or false, got the string 'no'"),
+    ("[bake]\nrequire_labels = 0\n", "config: bake.require_labels must be true or false, got the number 0"),
+    ("[bake]\naccuracy_drop = 0\n", "config: bake.accuracy_drop must be above 0 and below 1, got 0.0"),
+    ("[bake]\nmin_requests = 0\n", "config: bake.min_requests must be above 0, got 0"),
+    ("[bake]\nmax_slow_rate = 2\n", "config: bake.max_slow_rate must be between 0 and 1, got 2.0"),
+])
+def test_the_bake_statistics_are_checked_at_load(tmp_path, toml, error):
+    with pytest.raises(ConfigError, match=f"^{error}$".replace("(", r"\(").replace(")", r"\)")):
+        load(tmp_path, toml)
+
+
+def test_the_bake_statistics_have_documented_defaults(tmp_path):
+    bake = load(tmp_path).bake
+    assert (bake.confidence, bake.require_labels, bake.accuracy_drop, bake.min_requests) == (0.99, True, 0.10, 50)
+    assert (bake.max_slow_rate, bake.slow_request_ms) == (0.01, 250.0)
+    assert load(tmp_path, "[bake]\nrequire_labels = false\n").bake.require_labels is False
