@@ -14,6 +14,8 @@ class ApiError(Exception):
     """An error answered to an HTTP client."""
 
     status = 500
+    # Headers the answer must carry (e.g. WWW-Authenticate on a 401).
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, **details):
         super().__init__(message)
@@ -25,6 +27,19 @@ class InvalidInput(ApiError):
     """The request body is not what the endpoint expects."""
 
     status = 400
+
+
+class Unauthorized(ApiError):
+    """The request lacks the bearer token the endpoint requires, or sends a wrong one."""
+
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="bluegreen"'}
+
+
+class Forbidden(ApiError):
+    """The endpoint is switched off on this server (no token configured for it)."""
+
+    status = 403
 
 
 class UnsupportedMediaType(ApiError):

@@ -1,7 +1,7 @@
 """The model server: one color's Flask app, run by gunicorn (``app/wsgi.py``).
 
 ``create_app`` is the factory: settings (defaults, environment, a test mapping last), a
-verified model, the routes, the JSON error handlers.
+verified model, its OpenAPI document, the routes, the JSON error handlers.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from flask import Flask
 
 from app.errors import ModelLoadError
 from app.server.config import load_settings
+from app.server.openapi import build_openapi
 from app.server.responses import register_error_handlers
 from app.server.serving import ModelServer
 from app.server.views import bp
@@ -25,7 +26,9 @@ def create_app(config: dict | None = None) -> Flask:
     settings = load_settings(config)
     app = Flask(__name__)
     app.config.update(settings)
-    app.extensions["model_server"] = ModelServer.start(settings)
+    server = app.extensions["model_server"] = ModelServer.start(settings)
+    app.extensions["openapi"] = build_openapi(server.version, server.n_features, server.class_names,
+                                              settings["MAX_BATCH_ROWS"], server.input_limit.max_abs)
     register_error_handlers(app)
     app.register_blueprint(bp)
     return app

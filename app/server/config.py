@@ -1,6 +1,8 @@
 """Server settings: defaults, then the environment, then a mapping given to the factory.
 
-Read once, in ``create_app``; nothing reads the environment per request.
+Read once, in ``create_app``; nothing reads the environment per request. The tokens
+(``FEEDBACK_TOKEN`` or ``FEEDBACK_TOKEN_FILE``, ``METRICS_TOKEN``) are read here too, so a
+token file is read once at start and a bad one stops the server before it serves.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from app.artifacts.versions import SHIPPED_VERSIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# A token shorter than this is too easy to guess by trying; the controller makes 43 characters.
+MIN_TOKEN_LENGTH = 16
+
 DEFAULTS = {
     "MODEL_VERSION": SHIPPED_VERSIONS[0],
     "MODELS_DIR": str(ROOT / "models"),
@@ -20,6 +25,10 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # "auto": the fast path when it verifies, sklearn otherwise; "sklearn" forces sklearn.
     "PREDICTOR": "auto",
+    # POST /feedback moves live accuracy, which can roll a version back: without a token
+    # it is refused (403). /metrics is open unless METRICS_TOKEN is set.
+    "FEEDBACK_TOKEN": "",
+    "METRICS_TOKEN": "",
 }
 
 # Environment variable -> (setting, converter).
@@ -30,7 +39,27 @@ ENVIRONMENT = {
     "MAX_BATCH_ROWS": ("MAX_BATCH_ROWS", int),
     "MAX_BODY_BYTES": ("MAX_CONTENT_LENGTH", int),
     "PREDICTOR": ("PREDICTOR", str),
+    "FEEDBACK_TOKEN": ("FEEDBACK_TOKEN", str),
+    "METRICS_TOKEN": ("METRICS_TOKEN", str),
 }
+
+
+def _read_token_file(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"FEEDBACK_TOKEN_FILE={path}: cannot be read ({exc})") from exc
+
+
+def check_token(name: str, token: str) -> None:
+    """Refuse a token that is too short or that cannot travel in an Authorization header."""
+    if not token:
+        return
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"{name} is {len(token)} characters; use at least {MIN_TOKEN_LENGTH} "
+                         "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    if not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError(f"{name} must be printable ASCII without spaces")
 
 
 def load_settings(overrides: dict | None = None, environ=None) -> dict:
@@ -43,7 +72,15 @@ def load_settings(overrides: dict | None = None, environ=None) -> dict:
                 settings[key] = convert(environ[name])
             except ValueError as exc:
                 raise ValueError(f"environment variable {name}={environ[name]!r}: {exc}") from exc
+    if environ.get("FEEDBACK_TOKEN_FILE"):
+        if environ.get("FEEDBACK_TOKEN"):
+            raise ValueError("set FEEDBACK_TOKEN or FEEDBACK_TOKEN_FILE, not both")
+        settings["FEEDBACK_TOKEN"] = _read_token_file(environ["FEEDBACK_TOKEN_FILE"])
+        if not settings["FEEDBACK_TOKEN"]:
+            raise ValueError(f"FEEDBACK_TOKEN_FILE={environ['FEEDBACK_TOKEN_FILE']} is empty")
     settings.update(overrides or {})
     if settings["PREDICTOR"] not in ("auto", "sklearn"):
         raise ValueError(f"PREDICTOR must be 'auto' or 'sklearn', not {settings['PREDICTOR']!r}")
+    for name in ("FEEDBACK_TOKEN", "METRICS_TOKEN"):
+        check_token(name, settings[name])
     return settings

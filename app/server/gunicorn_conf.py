@@ -1,7 +1,8 @@
 """gunicorn settings for one color: ``gunicorn -c app/server/gunicorn_conf.py app.wsgi:app``.
 
-gthread workers, so nginx can keep upstream connections alive; the model is loaded once
-in the master (``preload_app``) and shared by the forked workers. Environment:
+gthread workers (answering gunicorn's own errors in JSON), so nginx can keep upstream
+connections alive; the model is loaded once in the master (``preload_app``) and shared by
+the forked workers. Environment:
 ``PORT`` (default 8080) or ``BIND``, ``WEB_CONCURRENCY`` (workers), ``GUNICORN_THREADS``,
 ``GUNICORN_KEEPALIVE`` (defaults: ``app/defaults.py``), ``ACCESS_LOG`` (off by default:
 nginx logs every request), ``PROMETHEUS_MULTIPROC_DIR`` (a private temporary directory
@@ -17,11 +18,18 @@ from app import defaults
 bind = os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or defaults.GUNICORN_WORKERS)
 threads = int(os.environ.get("GUNICORN_THREADS") or defaults.GUNICORN_THREADS)
-worker_class = "gthread"
+# gthread, with gunicorn's own error pages in the JSON shape (app/server/gunicorn_worker.py).
+worker_class = "app.server.gunicorn_worker.JsonErrorThreadWorker"
 preload_app = True
 # nginx closes idle upstream connections sooner (the controller checks it); gunicorn must
 # keep them open longer, or nginx may reuse one gunicorn already closed (a 502 on a POST).
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE") or defaults.GUNICORN_KEEPALIVE)
+# Above nginx's own limits (large_client_header_buffers 4 8k in nginx/nginx.conf.j2), so
+# that nginx, not gunicorn, refuses an oversized request line or header that came through
+# the front door; a request sent to the color directly is refused here, in JSON.
+limit_request_line = 8190          # gunicorn's maximum; nginx refuses a longer line (414)
+limit_request_field_size = 16384   # nginx refuses a header line over 8k (400)
+limit_request_fields = 1000        # nginx bounds the whole header to 32k, but not the count
 timeout = 30
 graceful_timeout = 20
 accesslog = os.environ.get("ACCESS_LOG") or None

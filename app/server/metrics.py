@@ -14,6 +14,12 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+# Label values come from closed sets: every distinct value is a new series in every
+# worker's file, and a client must not be able to grow them (121k invented methods made
+# /metrics 10 MB and /health 4 s). Any other method is counted as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -54,8 +60,12 @@ class Metrics:
         )
 
     def request_counter(self, endpoint: str, method: str, status: str):
-        """The labelled child for one (endpoint, method, status), looked up once."""
-        key = (endpoint, method, status)
+        """The labelled child for one (endpoint, method, status), looked up once.
+
+        ``endpoint`` is a route of the app or "unmatched", ``status`` one the app answers
+        with; ``method`` is folded into ``METHODS`` or "other" here.
+        """
+        key = (endpoint, method if method in METHODS else OTHER_METHOD, status)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(*key)
@@ -92,15 +102,22 @@ class Metrics:
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
     def live_stats(self) -> dict:
-        """Requests, server errors, feedback outcomes and failovers seen by the whole color."""
+        """Requests, server errors, feedback outcomes and failovers seen by the whole color.
+
+        ``requests`` counts the /predict and /feedback requests the color answered with a
+        2xx or failed with a 5xx: a refused request (4xx: bad input, no token) is the
+        client's doing, and counting it would let anyone dilute the error rate a bake and
+        ``watch`` judge by.
+        """
         predict_requests = server_errors = correct = incorrect = failovers = 0
         for family in self._counter_families():
             for sample in family.samples:
                 if sample.name == "bluegreen_http_requests_total":
-                    if sample.labels.get("endpoint") not in ("/predict", "/feedback"):
+                    status = sample.labels.get("status", "")
+                    if sample.labels.get("endpoint") not in ("/predict", "/feedback") or status.startswith("4"):
                         continue
                     predict_requests += sample.value
-                    if sample.labels.get("status", "").startswith("5"):
+                    if status.startswith("5"):
                         server_errors += sample.value
                 elif sample.name == "bluegreen_failover_requests_total":
                     failovers += sample.value

@@ -26,6 +26,8 @@ class SklearnPredictor:
     """Calls the scikit-learn model itself."""
 
     name = "sklearn"
+    # What the input is converted to before the model sees it (validation refuses more).
+    input_dtype = np.float64
 
     def __init__(self, model):
         self.model = model
@@ -52,6 +54,8 @@ class OnnxPredictor:
     """
 
     name = "onnx"
+    # skl2onnx exports take float32: 1e39 would become inf, and inf NaN probabilities.
+    input_dtype = np.float32
 
     def __init__(self, path):
         self.path = str(path)

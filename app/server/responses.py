@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def json_response(obj, status: int = 200) -> Response:
-    """A JSON response; the one encoder for answers and errors alike."""
-    return Response(json.dumps(obj), status=status, mimetype="application/json")
+    """A JSON response; the one encoder for answers and errors alike.
+
+    NaN and infinities are not JSON: a body that holds one is a bug here (``ValueError``,
+    answered as a 500 by the handler below), never an invalid document sent to a client.
+    """
+    return Response(json.dumps(obj, allow_nan=False), status=status, mimetype="application/json")
 
 
 def error_response(message: str, status: int, **details) -> Response:
@@ -33,13 +37,15 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
-        return error_response(exc.message, exc.status, **exc.details)
+        response = error_response(exc.message, exc.status, **exc.details)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):
         status = exc.code or 500
         if status == 404:
-            message = "not found: the API is POST /predict, POST /feedback, GET /health"
+            message = "not found: the API is POST /predict, POST /feedback, GET /health (all of it: GET /openapi.json)"
         elif status == 405:
             message = "method not allowed for this endpoint"
         elif status == 413:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.artifacts.cards import verify_artifact
+from app.errors import InvalidInput
 from app.server.metrics import Metrics
 from app.server.predictors import build_predictor
+from app.server.validation import InputLimit
 
 
 @dataclass
@@ -55,6 +57,31 @@ class ModelServer:
     def class_names(self) -> list[str]:
         return self.card["class_names"]
 
+    @property
+    def input_limit(self) -> InputLimit:
+        """The magnitude the predictor's input type represents; validation refuses more."""
+        return InputLimit.of(self.predictor.input_dtype)
+
+    def probabilities(self, rows: np.ndarray, single: bool) -> np.ndarray:
+        """The predictor's probabilities, refused (400) when any of them is not finite.
+
+        Values within the input type can still overflow inside the model (a linear model
+        times 3e38 is inf in float32, and its softmax NaN): such an answer would be invalid
+        JSON and a made-up class, so the client is told instead.
+        """
+        # An overflow is answered below as the client's 400; numpy need not warn about it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            probabilities = self.predictor.predict_proba(rows)
+        finite = np.isfinite(probabilities).all(axis=1)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            where = '"x"' if single else f'"instances"[{i}]'
+            raise InvalidInput(
+                f"{where} is too large for this model to compute: its answer overflows (largest value "
+                f"{float(np.abs(rows[i]).max()):.3g}; {self.input_limit.describe()}); "
+                "send values on the scale of the training data")
+        return probabilities
+
     def warm_up(self) -> None:
         """Run the holdout once so the first real request pays no first-call costs."""
         rows = np.asarray(self.card["reference"]["rows"]) if self.card.get("reference") else np.zeros(
@@ -66,9 +93,9 @@ class ModelServer:
     def is_ready(self) -> bool:
         return self.ready.is_set() and not self.draining.is_set()
 
-    def predict(self, rows: np.ndarray) -> list[dict]:
+    def predict(self, rows: np.ndarray, single: bool = False) -> list[dict]:
         """Return one {"prediction", "probabilities"} item per row."""
-        probabilities = self.predictor.predict_proba(rows)
+        probabilities = self.probabilities(rows, single)
         names = self.class_names
         winners = probabilities.argmax(axis=1).tolist()
         items = []
@@ -78,9 +105,9 @@ class ModelServer:
             items.append({"prediction": label, "probabilities": dict(zip(names, row))})
         return items
 
-    def record_feedback(self, rows: np.ndarray, labels: list[str]) -> dict:
+    def record_feedback(self, rows: np.ndarray, labels: list[str], single: bool = False) -> dict:
         """Compare the served model's answers with true labels and count the outcomes."""
-        predicted = [self.class_names[int(i)] for i in self.predictor.predict_proba(rows).argmax(axis=1)]
+        predicted = [self.class_names[int(i)] for i in self.probabilities(rows, single).argmax(axis=1)]
         correct = sum(p == t for p, t in zip(predicted, labels))
         if correct:
             self.metrics.feedback.labels("correct").inc(correct)

@@ -8,10 +8,28 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from app.errors import InvalidInput, UnsupportedMediaType
+
+
+@dataclass(frozen=True)
+class InputLimit:
+    """The largest magnitude a model's input type represents (float32 for the ONNX path)."""
+
+    dtype: str
+    max_abs: float
+
+    @classmethod
+    def of(cls, dtype) -> InputLimit:
+        dtype = np.dtype(dtype)
+        return cls(dtype.name, float(np.finfo(dtype).max))
+
+    def describe(self) -> str:
+        return f"this model computes in {self.dtype}, so each value must lie within ±{self.max_abs:.8g}"
+
 
 # curl -d sends application/x-www-form-urlencoded; existing scripts rely on it, so the
 # raw body is read as JSON for that type too (and when no type is sent at all).
@@ -33,6 +51,9 @@ def parse_json_object(raw: bytes, example: str) -> dict:
         raise InvalidInput(f"empty request body; expected a JSON object like {example}")
     try:
         payload = json.loads(raw)
+    except RecursionError as exc:
+        # Python's parser recurses once per nesting level; the API nests three levels deep.
+        raise InvalidInput(f"request body nests JSON too deeply; expected a JSON object like {example}") from exc
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"request body is not UTF-8 text; expected a JSON object like {example}") from exc
     except ValueError as exc:
@@ -58,8 +79,8 @@ def _kind(value) -> str:
     return type(value).__name__
 
 
-def check_row(row, where: str, n_features: int) -> list[float]:
-    """Return ``row`` as floats, or raise InvalidInput naming the bad element."""
+def check_row(row, where: str, n_features: int, limit: InputLimit) -> list[float]:
+    """Return ``row`` as numbers, or raise InvalidInput naming the bad element."""
     if not isinstance(row, list):
         raise InvalidInput(f"{where} must be a list of {n_features} numbers, got {_kind(row)}")
     if len(row) != n_features:
@@ -70,18 +91,18 @@ def check_row(row, where: str, n_features: int) -> list[float]:
             raise InvalidInput(f"{where}[{i}] is {_kind(value)}; expected a number")
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidInput(f"{where}[{i}] is {value}; expected a finite number")
-        if isinstance(value, int) and abs(value) > 1e300:
-            raise InvalidInput(f"{where}[{i}] is out of range; expected a finite number")
+        if abs(value) > limit.max_abs:
+            raise InvalidInput(f"{where}[{i}] is out of range: {limit.describe()}")
     return row
 
 
-def parse_rows(payload: dict, n_features: int, max_rows: int) -> tuple[np.ndarray, bool]:
+def parse_rows(payload: dict, n_features: int, max_rows: int, limit: InputLimit) -> tuple[np.ndarray, bool]:
     """Return (rows, single) from ``{"x": [...]}`` or ``{"instances": [[...], ...]}``."""
     has_x, has_instances = "x" in payload, "instances" in payload
     if has_x and has_instances:
         raise InvalidInput('send either "x" (one row) or "instances" (a batch), not both')
     if has_x:
-        row = check_row(payload["x"], '"x"', n_features)
+        row = check_row(payload["x"], '"x"', n_features, limit)
         return np.array([row], dtype=np.float64), True
     if not has_instances:
         raise InvalidInput(
@@ -95,7 +116,7 @@ def parse_rows(payload: dict, n_features: int, max_rows: int) -> tuple[np.ndarra
         raise InvalidInput(f'"instances" is empty; expected 1 to {max_rows} rows')
     if len(instances) > max_rows:
         raise InvalidInput(f'"instances" has {len(instances)} rows; the limit is {max_rows}')
-    rows = [check_row(row, f'"instances"[{i}]', n_features) for i, row in enumerate(instances)]
+    rows = [check_row(row, f'"instances"[{i}]', n_features, limit) for i, row in enumerate(instances)]
     return np.array(rows, dtype=np.float64), False
 
 

@@ -11,8 +11,10 @@ import re
 import time
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import HTTPException
 
-from app.errors import ModelNotReady
+from app.errors import InvalidInput, ModelNotReady
+from app.server.auth import require_bearer
 from app.server.responses import json_response
 from app.server.serving import ModelServer
 from app.server.validation import check_content_type, parse_json_object, parse_labels, parse_rows
@@ -31,7 +33,16 @@ def server() -> ModelServer:
 def read_payload(example: str) -> dict:
     # The raw header, not request.mimetype: Werkzeug's option parsing is a hot-path cost.
     check_content_type(request.environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower())
-    return parse_json_object(request.get_data(cache=False), example)
+    try:
+        raw = request.get_data(cache=False)
+    except HTTPException:
+        raise
+    except Exception as exc:
+        # Reading the body is where a broken chunked encoding or a vanished client shows
+        # (gunicorn raises its parse errors from the input stream): the client's doing.
+        raise InvalidInput(f"the request body could not be read ({type(exc).__name__}: {exc}); "
+                           f"expected a JSON object like {example}") from exc
+    return parse_json_object(raw, example)
 
 
 @bp.before_app_request
@@ -61,8 +72,8 @@ def finish_request(response: Response) -> Response:
 def predict():
     srv = server()
     payload = read_payload(PREDICT_EXAMPLE)
-    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"])
-    items = srv.predict(rows)
+    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit)
+    items = srv.predict(rows, single)
     if single:
         body = dict(items[0], version=srv.version, color=srv.color, request_id=g.request_id)
     else:
@@ -73,10 +84,13 @@ def predict():
 @bp.post("/feedback")
 def feedback():
     srv = server()
+    # Before the body is read: refused feedback costs nothing and is never counted.
+    require_bearer(srv.settings["FEEDBACK_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "POST /feedback",
+                   "set FEEDBACK_TOKEN or FEEDBACK_TOKEN_FILE")
     payload = read_payload(FEEDBACK_EXAMPLE)
-    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"])
+    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit)
     labels = parse_labels(payload, single, len(rows), srv.class_names)
-    body = srv.record_feedback(rows, labels)
+    body = srv.record_feedback(rows, labels, single)
     body.update(version=srv.version, color=srv.color, request_id=g.request_id)
     return json_response(body)
 
@@ -104,4 +118,13 @@ def ready():
 
 @bp.get("/metrics")
 def metrics():
-    return Response(server().metrics.exposition(), mimetype="text/plain; version=0.0.4")
+    srv = server()
+    if srv.settings["METRICS_TOKEN"]:
+        require_bearer(srv.settings["METRICS_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "GET /metrics",
+                       "set METRICS_TOKEN")
+    return Response(srv.metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return json_response(current_app.extensions["openapi"])

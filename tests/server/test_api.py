@@ -7,6 +7,7 @@ import json
 import pytest
 
 from app.server import create_app
+from tests.server.conftest import AUTH
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 CLASSES = {"setosa", "versicolor", "virginica"}
@@ -14,7 +15,7 @@ CLASSES = {"setosa", "versicolor", "virginica"}
 
 def post(client, body, content_type="application/json", path="/predict"):
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    return client.post(path, data=data, content_type=content_type)
+    return client.post(path, data=data, content_type=content_type, headers=AUTH if path == "/feedback" else {})
 
 
 def test_single_prediction_keeps_the_original_names(client):
@@ -162,7 +163,8 @@ def test_bad_feedback_is_a_400(client, body, error):
 
 
 @pytest.mark.parametrize("method, path, status, error", [
-    ("get", "/nope", 404, "not found: the API is POST /predict, POST /feedback, GET /health"),
+    ("get", "/nope", 404, "not found: the API is POST /predict, POST /feedback, GET /health "
+                          "(all of it: GET /openapi.json)"),
     ("get", "/predict", 405, "method not allowed for this endpoint"),
     ("delete", "/health", 405, "method not allowed for this endpoint"),
 ])
