@@ -41,13 +41,19 @@ def read_card(models_dir: Path, version: str) -> dict:
 
 
 def verify_artifact(models_dir: Path, version: str) -> dict:
-    """Check card, scikit-learn version and checksum without unpickling; return the card."""
+    """Check card, scikit-learn version and checksum without unpickling; return the card.
+
+    Where scikit-learn is not installed at all (the runtime image), nothing here can unpickle
+    the artifact, so its version is not compared: the ONNX export is served after its own
+    checks, and ``app.artifacts.loading.load_model`` refuses to unpickle.
+    """
     card = read_card(models_dir, version)
     path = artifact_path(models_dir, version)
-    if card["sklearn_version"] != sklearn_version():
+    installed = sklearn_version()
+    if installed and card["sklearn_version"] != installed:
         raise ModelLoadError(
             f"{path}: trained with scikit-learn {card['sklearn_version']}, "
-            f"this installation has {sklearn_version() or 'none'}; retrain or register it again"
+            f"this installation has {installed}; retrain or register it again"
         )
     if not path.is_file():
         raise ModelLoadError(f"{path}: artifact missing")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.artifacts.cards import verify_artifact
-from app.artifacts.versions import artifact_path
+from app.artifacts.versions import artifact_path, sklearn_version
 from app.errors import ModelLoadError
 
 
@@ -41,12 +41,15 @@ def check_classifier(model, n_features: int) -> None:
 
 def load_model(models_dir: Path, version: str) -> LoadedModel:
     """Verify, then unpickle, the model of ``version``."""
-    import joblib
-    import sklearn
-
     models_dir = Path(models_dir)
     card = verify_artifact(models_dir, version)
     path = artifact_path(models_dir, version)
+    if not sklearn_version():
+        raise ModelLoadError(f"{path}: scikit-learn is not installed here: only a verified ONNX export "
+                             "can be served, not the pickled model")
+    import joblib
+    import sklearn
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", sklearn.exceptions.InconsistentVersionWarning)
