@@ -91,6 +91,14 @@ class LocalStack:
     def history(self) -> list:
         return json.loads(self.cli("history", "--json").stdout)
 
+    def feedback_token(self) -> str:
+        """The bearer token the colors require on POST /feedback (`bluegreen up` made it)."""
+        return (self.run_dir / "feedback.token").read_text().strip()
+
+    def feedback_auth(self) -> dict:
+        """The Authorization header for POST /feedback."""
+        return {"Authorization": f"Bearer {self.feedback_token()}"}
+
     def gunicorn_pids(self, color: str) -> list[int]:
         """The color's gunicorn master and workers (they share its command line)."""
         port = self.blue_port if color == "blue" else self.green_port

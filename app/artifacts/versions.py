@@ -10,7 +10,10 @@ from pathlib import Path
 
 from app.errors import ModelLoadError
 
-VERSION_PATTERN = re.compile(r"^v\d+\.\d+\.\d+$")
+# v + three ASCII integers without leading zeros, at most six digits each: a version is
+# part of file names and of one-line outputs, so no newline (``$`` would allow one), no
+# other script's digits (``\d`` would), and no length that breaks a file name.
+VERSION_PATTERN = re.compile(r"v(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})")
 # The versions trained by ``contrib/prepare_dir.sh``; blue serves the first, green the second.
 SHIPPED_VERSIONS = ("v1.0.0", "v1.1.0")
 
@@ -29,8 +32,10 @@ def onnx_path(models_dir: Path, version: str) -> Path:
 
 def check_version_string(version: str) -> None:
     """Refuse anything but vMAJOR.MINOR.PATCH (it also becomes part of file names)."""
-    if not VERSION_PATTERN.match(version or ""):
-        raise ModelLoadError(f"invalid version {version!r}: expected vMAJOR.MINOR.PATCH, e.g. v1.2.0")
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+        shown = repr(version) if len(repr(version)) <= 40 else repr(version)[:37] + "..."
+        raise ModelLoadError(f"invalid version {shown}: expected vMAJOR.MINOR.PATCH, e.g. v1.2.0 (ASCII digits, "
+                             "no leading zeros, at most 6 digits each)")
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -32,14 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--force", action="store_true", help="switch even if the target is not ready/healthy")
     sub.add_parser("abort", help="stop the running deploy; traffic back on the stable version at once")
     sub.add_parser("reload", help="re-render, test and reload the nginx config")
+    sub.add_parser("token", help="print the bearer token the local colors require on POST /feedback")
     sub.add_parser("reconcile", help="repair the record from what nginx serves (recorded in the history)")
     history = sub.add_parser("history", help="every switch, gate and deploy, with time, reason and outcome")
     history.add_argument("--json", action="store_true")
     history.add_argument("--limit", type=int, help="only the last N events")
-    register = sub.add_parser("register", help="add a joblib-saved iris classifier as a new version")
+    register = sub.add_parser("register",
+                              help="add an iris classifier (a skops file, or joblib with --trust-pickle) as a version")
     register.add_argument("version", help="vMAJOR.MINOR.PATCH")
     register.add_argument("model_file")
     register.add_argument("--json", action="store_true", help="print the whole model card")
+    register.add_argument("--trust-pickle", action="store_true",
+                          help="load a joblib/pickle file: this runs any code the file contains, so only for a "
+                               "file you made yourself or whose maker you trust (default: skops files only)")
     models = sub.add_parser("models", help="versions with their metrics and where each runs")
     models.add_argument("--json", action="store_true")
     deploy = sub.add_parser("deploy", help="load a version into the idle color, gate it, switch, bake")
@@ -121,6 +126,11 @@ def run(args) -> int:
     config = load_config(args.config)
     for warning in config.warnings:
         say_to_stderr(f"bluegreen: warning: {warning}")
+    if args.command == "token":
+        from app.control.tokens import current_token
+
+        print(current_token(config.run_dir))
+        return 0
     say = say_to_stderr if getattr(args, "json", False) else print
     controller = Controller(build_stack(config, say))
     if args.command == "up":
@@ -147,7 +157,8 @@ def run(args) -> int:
         from app.control.offline import run_training
 
         print(run_training(config.models_dir, "register", args.version, args.model_file,
-                           *(["--json"] if args.json else [])), end="")
+                           *(["--json"] if args.json else []), *(["--trust-pickle"] if args.trust_pickle else [])),
+              end="")
     elif args.command == "models":
         rows = controller.models()
         print(json.dumps(rows, indent=2)) if args.json else print_models(rows)

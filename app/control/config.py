@@ -84,6 +84,13 @@ def _size(value) -> str:
     return "" if NGINX_SIZE.match(value) else "must be an nginx size such as \"1m\" or \"512k\""
 
 
+NGINX_RATE = re.compile(r"^[1-9]\d*r/[sm]$")
+
+
+def _rate(value) -> str:
+    return "" if NGINX_RATE.match(value) else "must be an nginx rate such as \"10r/s\" or \"60r/m\""
+
+
 def _failure_policy(value) -> str:
     return "" if value in ("other-color", "fail") else "must be \"other-color\" or \"fail\""
 
@@ -118,6 +125,21 @@ class NginxSettings:
     # here (a container mounting <run_dir>/nginx); empty: the local paths and `host`.
     proxy_dir: str = ""
     listen_host: str = ""
+    # -- the trust boundary (docs/adr/0009-trust-boundary.md): slow or abusive clients must
+    # not starve the rest. 0 worker processes means one per core ("auto").
+    worker_processes: int = check(_not_negative, 0)
+    worker_connections: int = check(_positive, 4096)
+    # A client must send its whole header, and each piece of its body, within these; a
+    # slow reader must take each piece of the answer within send_timeout.
+    client_header_timeout: str = check(_duration, "10s")
+    client_body_timeout: str = check(_duration, "10s")
+    send_timeout: str = check(_duration, "10s")
+    keepalive_timeout: str = check(_duration, "15s")
+    # Requests being served at once per client address (limit_conn; 429 beyond it).
+    connections_per_client: int = check(_positive, 256)
+    # POST /feedback per client address (limit_req; 429 beyond the burst).
+    feedback_rate: str = check(_rate, "10r/s")
+    feedback_burst: int = check(_not_negative, 20)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,34 @@ from app.errors import ControllerError
 GENERATION = re.compile(r"^# Config generation ([0-9a-f]{12})\b", re.M)
 
 
+def error_pages(client_max_body_size: str) -> dict[int, tuple[int, str]]:
+    """Every status nginx answers by itself -> (the status sent, the JSON error message).
+
+    502-504 have their own page per door (which door could not reach its color). The
+    messages go into single-quoted nginx strings: no quote, backslash or dollar sign.
+    """
+    pages = {
+        400: (400, "bad request: nginx could not parse it (request line, headers or body framing)"),
+        403: (403, "forbidden"),
+        404: (404, "not found"),
+        405: (405, "method not allowed"),
+        408: (408, "request timed out: the client sent its request too slowly"),
+        411: (411, "length required: send Content-Length or a chunked body"),
+        413: (413, f"request body too large: the limit is {client_max_body_size}"),
+        414: (414, "request line too long: the limit is 8k"),
+        429: (429, "too many requests from this address: slow down"),
+        # nginx's own code for a header line over 8k or all headers over 32k, sent as 400.
+        494: (400, "request header or cookie too large: each header line at most 8k, all of them 32k"),
+        500: (500, "internal error in the proxy"),
+        501: (501, "not implemented: unsupported Transfer-Encoding"),
+        505: (505, "HTTP version not supported: send HTTP/1.0 or HTTP/1.1"),
+    }
+    for _, message in pages.values():
+        if any(c in message for c in "'\\$"):
+            raise ControllerError(f"nginx error page message {message!r} cannot go into an nginx string")
+    return pages
+
+
 def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user: str = "") -> dict:
     """Everything the template needs, from the configuration."""
     nginx = config.nginx
@@ -39,6 +67,17 @@ def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user
         "proxy_read_timeout": nginx.proxy_read_timeout,
         "predict_timeout": nginx.predict_timeout,
         "failover": nginx.on_active_failure == "other-color",
+        "error_pages": error_pages(nginx.client_max_body_size),
+        "worker_processes": nginx.worker_processes or "auto",
+        "worker_connections": nginx.worker_connections,
+        "worker_rlimit_nofile": 2 * nginx.worker_connections + 256,
+        "client_header_timeout": nginx.client_header_timeout,
+        "client_body_timeout": nginx.client_body_timeout,
+        "send_timeout": nginx.send_timeout,
+        "keepalive_timeout": nginx.keepalive_timeout,
+        "connections_per_client": nginx.connections_per_client,
+        "feedback_rate": nginx.feedback_rate,
+        "feedback_burst": nginx.feedback_burst,
         # Every server of a color twice (see the template), then one try on the other color.
         "upstream_tries": 2 * max(len(c["servers"]) for c in colors) + 1,
     }

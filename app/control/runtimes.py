@@ -22,6 +22,7 @@ from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
 from app.control.probes import ServerProbe, accepts_connections, probe
 from app.control.processes import describe, listeners, live_pid, tail, terminate
+from app.control.tokens import server_environment
 from app.errors import ControllerError
 
 GUNICORN_CONF = ROOT / "app" / "server" / "gunicorn_conf.py"
@@ -109,7 +110,8 @@ class LocalRuntime:
             paths["log"].write_text("")
         except OSError as exc:
             raise ControllerError(f"{color} ({address}) cannot start: {exc.filename}: {exc.strerror}") from exc
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in ("FEEDBACK_TOKEN", "FEEDBACK_TOKEN_FILE")}
+        env.update(server_environment(self.run_dir))
         env.update(
             MODEL_VERSION=version, COLOR=color, MODELS_DIR=str(self.config.models_dir),
             PROMETHEUS_MULTIPROC_DIR=str(paths["metrics"]),

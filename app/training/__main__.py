@@ -23,10 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the shipped versions that are missing")
     train.add_argument("--force", action="store_true", help="retrain even when a card exists")
-    register = sub.add_parser("register", help="add a joblib-saved iris classifier as a new version")
+    register = sub.add_parser("register", help="add an iris classifier (skops; joblib with --trust-pickle)")
     register.add_argument("version")
     register.add_argument("model_file")
     register.add_argument("--json", action="store_true", help="print the whole model card")
+    register.add_argument("--trust-pickle", action="store_true",
+                          help="unpickle a joblib/pickle file: this runs any code it contains")
     return parser
 
 
@@ -44,7 +46,7 @@ def run(args) -> int:
     else:
         from app.training.register import register_version, summary_line
 
-        card = register_version(args.version, Path(args.model_file), models_dir)
+        card = register_version(args.version, Path(args.model_file), models_dir, trust_pickle=args.trust_pickle)
         print(json.dumps(card, indent=2) if args.json else summary_line(card, models_dir))
     return 0
 

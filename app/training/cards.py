@@ -121,9 +121,10 @@ def build_card(model, version: str, artifact: Path, fast_path: dict, x_train, da
     }
 
 
-def save_version(model, version: str, models_dir: Path) -> dict:
+def save_version(model, version: str, models_dir: Path, source: dict | None = None) -> dict:
     """Write artifact, ONNX export and card for ``model`` as ``version``; return the card.
 
+    ``source`` says where a registered model came from (its file and format), for the card.
     The card is written last: a version exists only once its card does.
     """
     check_version_string(version)
@@ -136,6 +137,8 @@ def save_version(model, version: str, models_dir: Path) -> dict:
     atomic_write_bytes(artifact, buffer)
     fast_path = export_onnx(model, onnx_path(models_dir, version))
     card = build_card(model, version, artifact, fast_path, x_train, data)
+    if source:
+        card["source"] = source
     atomic_write_json(card_path(models_dir, version), card)
     return card
 

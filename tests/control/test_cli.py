@@ -11,8 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-import joblib
 import pytest
+import skops.io
 from sklearn.dummy import DummyClassifier
 
 from app.training.data import iris_split
@@ -86,12 +86,12 @@ def test_register_prints_one_summary_line_and_the_card_with_json(config, shipped
     shutil.copytree(shipped_models, models)
     config.write_text(config.read_text().replace(str(shipped_models), str(models)))
     x_train, _, y_train, _, _ = iris_split()
-    joblib.dump(DummyClassifier(strategy="most_frequent").fit(x_train, y_train), tmp_path / "m.joblib")
-    result = bluegreen("--config", str(config), "register", "v3.0.0", str(tmp_path / "m.joblib"))
+    skops.io.dump(DummyClassifier(strategy="most_frequent").fit(x_train, y_train), tmp_path / "m.skops")
+    result = bluegreen("--config", str(config), "register", "v3.0.0", str(tmp_path / "m.skops"))
     assert result.returncode == 0, result.stderr
     assert result.stdout == (f"registered v3.0.0 (DummyClassifier): holdout accuracy 0.3333, f1 0.1667; fast path "
                              f"none (served by scikit-learn); card {models}/iris_model_v3.0.0.json\n")
-    again = bluegreen("--config", str(config), "register", "v3.0.1", str(tmp_path / "m.joblib"), "--json")
+    again = bluegreen("--config", str(config), "register", "v3.0.1", str(tmp_path / "m.skops"), "--json")
     assert json.loads(again.stdout)["version"] == "v3.0.1"
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from app.control.config import load_config
 from app.control.nginx_render import generation_of, render_config, render_context
-from app.errors import ControllerError
+from app.errors import ConfigError, ControllerError
 
 TEMPLATE = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf.j2").read_text()
 
@@ -46,11 +47,81 @@ def test_replicas_are_all_upstream_servers(tmp_path):
     assert "proxy_next_upstream_tries 5;" in text
 
 
+def location(text, name, start=0):
+    begin = text.index(f"location {name} {{", start)
+    return text[begin:text.index("\n        }", begin)]
+
+
 def test_predictions_have_their_own_read_timeout(tmp_path):
     text = render(tmp_path, '[nginx]\npredict_timeout = "800ms"\n')
-    block = text[text.index("location ~ ^/(predict|feedback)$"):]
-    assert block.index("proxy_read_timeout 800ms;") < block.index("}")
+    for path in ("/predict", "/feedback"):
+        assert "proxy_read_timeout 800ms;" in location(text, f"= {path}")
     assert "proxy_read_timeout 30s;" in text
+
+
+def doors(text):
+    preview = text.index("# Preview door")
+    return text[text.index("# Front door"):preview], text[preview:]
+
+
+NGINX_OWN_STATUSES = (400, 403, 404, 405, 408, 411, 413, 414, 429, 494, 500, 501, 505)
+
+
+def test_every_status_nginx_answers_itself_is_json_on_both_doors(tmp_path):
+    for door in doors(render(tmp_path)):
+        for status in NGINX_OWN_STATUSES:
+            code = 400 if status == 494 else status
+            assert f"error_page {status} ={code} /__bluegreen/error/{status};" in door
+            page = location(door, f"= /__bluegreen/error/{status}")
+            assert "internal;" in page
+            body = page.split("'")[1].removesuffix("\\n")
+            assert json.loads(body)["status"] == code and json.loads(body)["error"]
+        assert "error_page 502 503 504 =502 /__bluegreen/error/unavailable;" in door
+        # /metrics is read on each color's own port, never through a door.
+        metrics = location(door, "= /metrics")
+        assert "return 404 '" in metrics and "proxy_pass" not in metrics
+
+
+def test_feedback_is_rate_limited_per_client_on_both_doors(tmp_path):
+    text = render(tmp_path, '[nginx]\nfeedback_rate = "2r/s"\nfeedback_burst = 5\n')
+    assert "limit_req_zone $binary_remote_addr zone=feedback:10m rate=2r/s;" in text
+    assert "limit_req_status 429;" in text
+    for door in doors(text):
+        assert "limit_req zone=feedback burst=5 nodelay;" in location(door, "= /feedback")
+
+
+def test_slow_clients_are_cut_off_and_connections_are_plenty(tmp_path):
+    text = render(tmp_path)
+    for line in ("worker_processes auto;", "worker_connections 4096;", "worker_rlimit_nofile 8448;",
+                 "client_header_timeout 10s;", "client_body_timeout 10s;", "send_timeout 10s;",
+                 "keepalive_timeout 15s;", "reset_timedout_connection on;", "large_client_header_buffers 4 8k;",
+                 "limit_conn_zone $binary_remote_addr zone=per_client:10m;", "limit_conn per_client 256;",
+                 "limit_conn_status 429;"):
+        assert line in text
+    text = render(tmp_path, '[nginx]\nworker_processes = 3\nworker_connections = 2000\n'
+                            'client_header_timeout = "5s"\nconnections_per_client = 50\n')
+    for line in ("worker_processes 3;", "worker_connections 2000;", "client_header_timeout 5s;",
+                 "limit_conn per_client 50;"):
+        assert line in text
+
+
+@pytest.mark.parametrize("toml, error", [
+    ('feedback_rate = "fast"', 'nginx.feedback_rate must be an nginx rate such as "10r/s"'),
+    ('feedback_rate = "0r/s"', "nginx.feedback_rate must be an nginx rate"),
+    ("worker_connections = 0", "nginx.worker_connections must be above 0"),
+    ('client_header_timeout = "soon"', "nginx.client_header_timeout must be an nginx time"),
+])
+def test_bad_trust_settings_are_refused(tmp_path, toml, error):
+    with pytest.raises(ConfigError, match=error):
+        render(tmp_path, f"[nginx]\n{toml}\n")
+
+
+def test_only_a_plain_request_id_is_passed_to_the_colors(tmp_path):
+    text = render(tmp_path)
+    block = text[text.index("map $http_x_request_id $req_id {"):]
+    block = block[:block.index("}\n")]
+    assert "default                    $request_id;" in block
+    assert '"~^[A-Za-z0-9._-]{1,128}$" $http_x_request_id;' in block
 
 
 def test_the_route_color_header_is_set_once_beside_the_other_proxy_headers(tmp_path):

@@ -10,6 +10,7 @@ import time
 import joblib
 import pytest
 import requests
+import skops.io
 from sklearn.dummy import DummyClassifier
 
 from app.training.data import iris_split
@@ -37,8 +38,8 @@ def stack(models_dir, tmp_path):
 
 def register_constant_model(stack, version="v2.0.0"):
     x_train, _, y_train, _, _ = iris_split()
-    path = stack.dir / "constant.joblib"
-    joblib.dump(DummyClassifier(strategy="most_frequent").fit(x_train, y_train), path)
+    path = stack.dir / "constant.skops"
+    skops.io.dump(DummyClassifier(strategy="most_frequent").fit(x_train, y_train), path)
     return stack.cli("register", version, str(path), "--json")
 
 
@@ -151,7 +152,8 @@ def test_watch_rolls_back_when_live_accuracy_drops(stack):
     time.sleep(1.0)
     # Labels that disagree with what green answers: live accuracy falls to 0.
     for _ in range(12):
-        requests.post(stack.front + "/feedback", json={"x": [5.1, 3.5, 1.4, 0.2], "label": "virginica"})
+        requests.post(stack.front + "/feedback", json={"x": [5.1, 3.5, 1.4, 0.2], "label": "virginica"},
+                      headers=stack.feedback_auth())
     with Traffic(stack.front, clients=1):
         out, err = watch.communicate(timeout=60)
     assert watch.returncode == 1, out + err
@@ -168,18 +170,19 @@ def test_models_lists_versions_and_where_they_run(stack):
     assert rows[2]["fast_path"] == "sklearn"
 
 
-@pytest.mark.parametrize("version, make_file, error", [
-    ("v1.0.0", True, "bluegreen: version v1.0.0 already exists in"),
-    ("latest", True, "bluegreen: invalid version 'latest': expected vMAJOR.MINOR.PATCH, e.g. v1.2.0"),
-    ("v3.0.0", False, "not a joblib file"),
+@pytest.mark.parametrize("version, make_file, flags, error", [
+    ("v1.0.0", True, [], "bluegreen: version v1.0.0 already exists in"),
+    ("latest", True, [], "bluegreen: invalid version 'latest': expected vMAJOR.MINOR.PATCH, e.g. v1.2.0"),
+    ("v3.0.0", True, [], "m.joblib is a pickle (joblib) file, and unpickling runs whatever code it contains"),
+    ("v3.0.0", False, ["--trust-pickle"], "not a joblib file"),
 ])
-def test_register_refuses_with_a_reason(stack, version, make_file, error):
+def test_register_refuses_with_a_reason(stack, version, make_file, flags, error):
     path = stack.dir / "m.joblib"
     if make_file:
         x_train, _, y_train, _, _ = iris_split()
         joblib.dump(DummyClassifier().fit(x_train, y_train), path)
     else:
         path.write_text("not a model")
-    result = stack.cli("register", version, str(path), check=False)
+    result = stack.cli("register", version, str(path), *flags, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("bluegreen: ") and error in result.stderr

@@ -13,12 +13,14 @@ from tests.helpers import ROOT, Gunicorn, wait_until
 pytestmark = pytest.mark.integration
 
 ROW = [6.7, 3.0, 5.2, 2.3]
+TOKEN = "gunicorn-test-feedback-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def color(shipped_models, tmp_path):
     server = Gunicorn(shipped_models, version="v1.1.0", color="green", workers=2,
-                      metrics_dir=tmp_path / "metrics").wait_ready()
+                      metrics_dir=tmp_path / "metrics", extra_env={"FEEDBACK_TOKEN": TOKEN}).wait_ready()
     yield server
     server.stop()
 
@@ -49,8 +51,8 @@ def test_metrics_are_aggregated_across_workers(color):
 def test_live_feedback_is_aggregated_across_workers(color):
     for _ in range(20):
         requests.post(color.url + "/feedback", json={"x": ROW, "label": "virginica"},
-                      headers={"Connection": "close"})
-    requests.post(color.url + "/feedback", json={"x": ROW, "label": "setosa"})
+                      headers={"Connection": "close", **AUTH})
+    requests.post(color.url + "/feedback", json={"x": ROW, "label": "setosa"}, headers=AUTH)
     live = requests.get(color.url + "/health").json()["live"]
     assert live["labelled"] == 21 and live["correct"] == 20
 

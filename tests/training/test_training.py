@@ -57,7 +57,7 @@ def fitted(model, n_features=4):
 def test_register_adds_a_version_with_its_card(models_dir, tmp_path):
     path = tmp_path / "dummy.joblib"
     joblib.dump(fitted(DummyClassifier(strategy="most_frequent")), path)
-    new_card = register_version("v2.0.0", path, models_dir)
+    new_card = register_version("v2.0.0", path, models_dir, trust_pickle=True)
     assert new_card["algorithm"] == "DummyClassifier"
     assert new_card["metrics"]["accuracy"] == pytest.approx(1 / 3)
     assert new_card["fast_path"]["format"] is None
@@ -75,7 +75,7 @@ def test_register_refuses_what_is_not_a_fitted_iris_classifier(models_dir, tmp_p
     path = tmp_path / "model.joblib"
     joblib.dump(make(), path)
     with pytest.raises(ModelLoadError, match=error):
-        register_version("v2.0.0", path, models_dir)
+        register_version("v2.0.0", path, models_dir, trust_pickle=True)
     assert not (models_dir / "iris_model_v2.0.0.json").exists()
 
 
@@ -83,14 +83,14 @@ def test_register_refuses_an_existing_version(models_dir, tmp_path):
     path = tmp_path / "model.joblib"
     joblib.dump(fitted(DummyClassifier()), path)
     with pytest.raises(ModelLoadError, match="version v1.0.0 already exists"):
-        register_version("v1.0.0", path, models_dir)
+        register_version("v1.0.0", path, models_dir, trust_pickle=True)
 
 
 def test_register_refuses_a_file_that_is_not_joblib(models_dir, tmp_path):
     path = tmp_path / "model.joblib"
     path.write_text("hello")
     with pytest.raises(ModelLoadError, match="not a joblib file"):
-        register_version("v2.0.0", path, models_dir)
+        register_version("v2.0.0", path, models_dir, trust_pickle=True)
 
 
 def test_cards_written_before_labels_were_recorded_get_them_and_nothing_else_changes(models_dir):

@@ -1,0 +1,68 @@
+"""The feedback token the local colors require on POST /feedback.
+
+POST /feedback moves live accuracy, which can roll a version back, so the colors accept
+it only with a bearer token (docs/adr/0009-trust-boundary.md). Locally the token is
+``<run_dir>/feedback.token`` (mode 0600, random, made once and kept across restarts), or
+the value of ``BLUEGREEN_FEEDBACK_TOKEN`` when that is set. ``bluegreen token`` prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from app.errors import ControllerError
+
+ENV = "BLUEGREEN_FEEDBACK_TOKEN"
+MIN_LENGTH = 16  # the server's minimum too (app/server/config.py)
+
+
+def token_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "feedback.token"
+
+
+def _check(token: str, where: str) -> str:
+    if len(token) < MIN_LENGTH or not all(33 <= ord(c) <= 126 for c in token):
+        raise ControllerError(f"{where}: the feedback token must be at least {MIN_LENGTH} printable ASCII "
+                              "characters without spaces")
+    return token
+
+
+def server_environment(run_dir: Path, environ=None) -> dict[str, str]:
+    """The environment that gives a local color its token: the variable, or the file (made if missing)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV):
+        return {"FEEDBACK_TOKEN": _check(environ[ENV], ENV)}
+    return {"FEEDBACK_TOKEN_FILE": str(ensure_token_file(run_dir))}
+
+
+def ensure_token_file(run_dir: Path) -> Path:
+    """``<run_dir>/feedback.token``, created with a random token (mode 0600) when missing."""
+    path = token_path(run_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        read_token_file(path)
+        return path
+    except OSError as exc:
+        raise ControllerError(f"{path}: cannot create the feedback token ({exc.strerror})") from exc
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
+def read_token_file(path: Path) -> str:
+    try:
+        return _check(Path(path).read_text().strip(), str(path))
+    except OSError as exc:
+        raise ControllerError(f"{path}: cannot read the feedback token ({exc.strerror})") from exc
+
+
+def current_token(run_dir: Path, environ=None) -> str:
+    """The token the local colors accept (the file is made when missing, as ``up`` would)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV):
+        return _check(environ[ENV], ENV)
+    return read_token_file(ensure_token_file(run_dir))
