@@ -2,7 +2,8 @@
 
 An artifact is trusted only through its card: the card must exist, name the requested
 version and the installed scikit-learn, and carry the artifact's sha256, which is checked
-BEFORE the file is unpickled (unpickling runs arbitrary code). Any refusal is a
+BEFORE the file is unpickled (unpickling runs arbitrary code); the ONNX export it names
+is checked the same way. Any refusal is a
 ``ModelLoadError`` whose one-line message names the file and the reason.
 """
 
@@ -12,7 +13,14 @@ import json
 from pathlib import Path
 
 from app.artifacts.fsutil import sha256_file
-from app.artifacts.versions import artifact_path, card_path, check_version_string, sklearn_version, version_key
+from app.artifacts.versions import (
+    artifact_path,
+    card_path,
+    check_version_string,
+    onnx_path,
+    sklearn_version,
+    version_key,
+)
 from app.errors import ModelLoadError
 
 REQUIRED_CARD_KEYS = ("version", "sha256", "sklearn_version", "feature_names", "class_names", "metrics")
@@ -60,7 +68,30 @@ def verify_artifact(models_dir: Path, version: str) -> dict:
     digest = sha256_file(path)
     if digest != card["sha256"]:
         raise ModelLoadError(f"{path}: sha256 {digest[:12]}... does not match the card's {card['sha256'][:12]}...")
+    verify_fast_path(models_dir, version, card)
     return card
+
+
+def verify_fast_path(models_dir: Path, version: str, card: dict) -> None:
+    """Check the ONNX export the card names, as strictly as the artifact: a color loads it.
+
+    An export that is missing or changed is tampering, not a reason to serve through
+    scikit-learn instead: the version is refused (a deploy fails its verify step) with the
+    reason. A card without an export is fine; the server then uses scikit-learn.
+    """
+    fast = card.get("fast_path") or {}
+    if fast.get("format") != "onnx":
+        return
+    expected = onnx_path(models_dir, version)
+    if fast.get("artifact") != expected.name:
+        raise ModelLoadError(f"{card_path(models_dir, version)}: the card's fast path names "
+                             f"{fast.get('artifact')!r}, not {expected.name}")
+    if not expected.is_file():
+        raise ModelLoadError(f"{expected}: ONNX export missing (the card lists it)")
+    digest = sha256_file(expected)
+    if digest != fast.get("sha256"):
+        raise ModelLoadError(f"{expected}: sha256 {digest[:12]}... does not match the card's "
+                             f"{str(fast.get('sha256'))[:12]}...")
 
 
 def list_versions(models_dir: Path) -> list[dict]:

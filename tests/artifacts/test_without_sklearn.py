@@ -50,8 +50,11 @@ def test_a_verified_onnx_export_is_served_without_sklearn(shipped_models):
     ({}, "no usable ONNX export"),
 ])
 def test_without_sklearn_the_pickled_model_is_refused_with_one_line(models_dir, settings, why):
-    if not settings:  # the export no longer matches its card: only the pickle could serve
-        (models_dir / "iris_model_v1.0.0.onnx").write_bytes(b"not the export the card names")
+    if not settings:  # the card has no export: only the pickle could serve
+        card_path = models_dir / "iris_model_v1.0.0.json"
+        card = json.loads(card_path.read_text())
+        card["fast_path"] = {"format": None, "reason": "no export"}
+        card_path.write_text(json.dumps(card))
     result = run_without_sklearn(
         "from app.errors import ModelLoadError\n"
         "from app.server import create_app\n"

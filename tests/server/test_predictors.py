@@ -11,6 +11,8 @@ import pytest
 
 from app.artifacts.cards import verify_artifact
 from app.artifacts.loading import load_model
+from app.errors import ModelLoadError
+from app.server import create_app
 from app.server.predictors import build_predictor
 from app.training.data import holdout
 from tests.helpers import ROOT
@@ -36,18 +38,38 @@ def test_the_card_reference_is_sklearn_on_the_holdout(shipped_models):
     assert np.allclose(card["reference"]["probabilities"], expected)
 
 
-def test_tampered_onnx_export_falls_back_to_sklearn(models_dir):
+def test_a_tampered_onnx_export_refuses_the_version(models_dir):
+    # It used to be served around (scikit-learn instead, silently): a changed file the
+    # card names is tampering, and the color must not start (issue 11, point 7).
     (models_dir / "iris_model_v1.0.0.onnx").write_bytes(b"garbage")
-    predictor, reason = build_predictor(verify_artifact(models_dir, "v1.0.0"), models_dir)
-    assert predictor.name == "sklearn"
-    assert reason.endswith("ONNX export does not match the card's sha256")
+    with pytest.raises(ModelLoadError, match=r"iris_model_v1.0.0.onnx: sha256 .* does not match the card's"):
+        verify_artifact(models_dir, "v1.0.0")
+    with pytest.raises(ModelLoadError, match="does not match the card's"):
+        create_app({"MODELS_DIR": str(models_dir), "MODEL_VERSION": "v1.0.0"})
+
+
+def test_a_missing_onnx_export_the_card_lists_refuses_the_version(models_dir):
+    (models_dir / "iris_model_v1.0.0.onnx").unlink()
+    with pytest.raises(ModelLoadError, match=r"iris_model_v1.0.0.onnx: ONNX export missing \(the card lists it\)"):
+        verify_artifact(models_dir, "v1.0.0")
+
+
+def test_a_card_pointing_elsewhere_for_its_export_is_refused(models_dir):
+    card_path = models_dir / "iris_model_v1.0.0.json"
+    card = json.loads(card_path.read_text())
+    card["fast_path"]["artifact"] = "../iris_model_v1.1.0.onnx"
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError, match="the card's fast path names '../iris_model_v1.1.0.onnx', not "
+                                             "iris_model_v1.0.0.onnx"):
+        verify_artifact(models_dir, "v1.0.0")
 
 
 def test_export_that_disagrees_falls_back_to_sklearn(models_dir):
-    # The RandomForest's card pointing at the LogisticRegression's ONNX export.
+    # The RandomForest's card naming the LogisticRegression's ONNX export, copied in its place.
+    (models_dir / "iris_model_v1.0.0.onnx").write_bytes((models_dir / "iris_model_v1.1.0.onnx").read_bytes())
     card_path = models_dir / "iris_model_v1.0.0.json"
     card = json.loads(card_path.read_text())
-    card["fast_path"] = json.loads((models_dir / "iris_model_v1.1.0.json").read_text())["fast_path"]
+    card["fast_path"]["sha256"] = json.loads((models_dir / "iris_model_v1.1.0.json").read_text())["fast_path"]["sha256"]
     card_path.write_text(json.dumps(card))
     predictor, reason = build_predictor(verify_artifact(models_dir, "v1.0.0"), models_dir)
     assert predictor.name == "sklearn"
