@@ -51,6 +51,7 @@ class DeployResult:
     reason: str = ""
     message: str = ""
     steps: list[Step] = field(default_factory=list)
+    bake: dict | None = None        # the bake's verdict, reason and the numbers of its last poll
 
     @property
     def succeeded(self) -> bool:
@@ -124,7 +125,8 @@ class Deployer:
         rollout = state.rollout
         self.controller.record(Action.DEPLOY, rollout.phase.value, result.reason, version=rollout.version,
                                rollout=rollout.id, **{"from": rollout.source, "to": rollout.target,
-                                                      "dry_run": rollout.dry_run})
+                                                      "dry_run": rollout.dry_run},
+                               **({"bake": result.bake} if result.bake else {}))
         self.store.save(state)
         return result
 
@@ -301,6 +303,7 @@ class Deployer:
 
     def _decide(self, state: RolloutState, result: DeployResult, monitor: BakeMonitor, outcome) -> None:
         color, version = result.target, result.version
+        result.bake = {"verdict": outcome.verdict.value, "reason": outcome.reason, "numbers": outcome.numbers}
         if outcome.verdict is Verdict.FAIL:
             entry = self.controller.return_to_stable(state, f"automatic rollback: {outcome.reason}", automatic=True,
                                                      since=monitor.first_failure)
@@ -311,7 +314,7 @@ class Deployer:
             result.phase, result.reason = Phase.ROLLED_BACK, outcome.reason
             result.message = f"deploy {version} rolled back: {outcome.reason}"
         elif outcome.verdict is Verdict.INCONCLUSIVE:
-            self._step(result, "bake", "inconclusive", f"{monitor.polls} polls, none with traffic to judge")
+            self._step(result, "bake", "inconclusive", outcome.reason)
             self._end(state, result, Phase.DEGRADED, outcome.reason,
                       f"deploy {version}: bake inconclusive ({outcome.reason}); {color} keeps the traffic but "
                       "is not marked stable")

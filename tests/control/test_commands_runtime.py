@@ -158,7 +158,9 @@ def make_controller(world, tmp_path, models_dir, extra=""):
         f'[nginx]\nproxy_dir = "/etc/bluegreen"\nlisten_host = "0.0.0.0"\n{extra}'
         f'[switch]\nfront_url = "http://127.0.0.1:{world.port("front")}"\n'
         f'preview_url = "http://127.0.0.1:{world.port("preview")}"\n'
-        "[bake]\nperiod = 1.0\ninterval = 0.2\nfailure_limit = 0\n" + COMMANDS
+        # A one-second bake of a few dozen requests: enough for the commands, not for statistics.
+        "[bake]\nperiod = 1.0\ninterval = 0.2\nfailure_limit = 0\nmin_requests = 10\nmax_error_rate = 0.5\n"
+        "require_labels = false\n" + COMMANDS
     )
     config = load_config(str(path), environ={})
     stack = Stack(config, CommandRuntime(config, world), CommandProxy(config, world),
