@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from utils.local_stack import BIN, LocalStack  # noqa: E402
 
-SHORT_BAKE = "[bake]\nperiod = 3.0\ninterval = 0.5\nfailure_limit = 1\n"
+# The deploy bakes on the load itself: no labels come, so the bake does not wait for them.
+SHORT_BAKE = "[bake]\nperiod = 3.0\ninterval = 0.5\nfailure_limit = 1\nrequire_labels = false\n"
 
 
 def bluegreen(stack: LocalStack, *args: str) -> tuple[bool, str]:
