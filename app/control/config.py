@@ -198,7 +198,7 @@ def _drop(value) -> str:
 
 @dataclass(frozen=True)
 class BakeSettings:
-    """The post-promotion bake and ``watch``, and the statistics of their checks (docs/adr/0009)."""
+    """The post-promotion bake and ``watch``, and the statistics of their checks (docs/adr/0010)."""
 
     period: float = check(_positive, 30.0)
     interval: float = check(_positive, 2.0)
