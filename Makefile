@@ -27,9 +27,10 @@ nginx:
 run: setup nginx
 	$(BIN)/bluegreen up
 
-# One color under gunicorn in the foreground (MODEL_VERSION, COLOR, PORT from the environment).
+# One color under gunicorn in the foreground (MODEL_VERSION, COLOR, PORT, FEEDBACK_TOKEN from
+# the environment), on loopback unless BIND says otherwise (BIND=0.0.0.0:8080 to publish it).
 serve: setup
-	$(BIN)/gunicorn -c app/server/gunicorn_conf.py app.wsgi:app
+	BIND="$${BIND:-127.0.0.1:$${PORT:-8080}}" $(BIN)/gunicorn -c app/server/gunicorn_conf.py app.wsgi:app
 
 # ruff, and the import contracts that keep each program in its process (pyproject.toml).
 lint: setup
