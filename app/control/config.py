@@ -125,7 +125,7 @@ class NginxSettings:
     # here (a container mounting <run_dir>/nginx); empty: the local paths and `host`.
     proxy_dir: str = ""
     listen_host: str = ""
-    # -- the trust boundary (docs/adr/0009-trust-boundary.md): slow or abusive clients must
+    # -- the trust boundary (docs/adr/0011-trust-boundary.md): slow or abusive clients must
     # not starve the rest. 0 worker processes means one per core ("auto").
     worker_processes: int = check(_not_negative, 0)
     worker_connections: int = check(_positive, 4096)

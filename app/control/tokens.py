@@ -1,7 +1,7 @@
 """The feedback token the local colors require on POST /feedback.
 
 POST /feedback moves live accuracy, which can roll a version back, so the colors accept
-it only with a bearer token (docs/adr/0009-trust-boundary.md). Locally the token is
+it only with a bearer token (docs/adr/0011-trust-boundary.md). Locally the token is
 ``<run_dir>/feedback.token`` (mode 0600, random, made once and kept across restarts), or
 the value of ``BLUEGREEN_FEEDBACK_TOKEN`` when that is set. ``bluegreen token`` prints it.
 """

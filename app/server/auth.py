@@ -1,7 +1,7 @@
 """Bearer tokens for the endpoints that must not be open to whoever reaches a color.
 
 POST /feedback moves live accuracy, and live accuracy can roll a version back, so only a
-holder of the feedback token may send it (docs/adr/0009-trust-boundary.md). The check is
+holder of the feedback token may send it (docs/adr/0011-trust-boundary.md). The check is
 constant-time (``hmac.compare_digest``): the answer's timing says nothing about how much of
 a guess was right.
 """
