@@ -263,3 +263,18 @@ def test_a_stable_reference_is_its_window_then_its_labels_before_the_bake_then_i
     card = gates.stable_reference(gates.Window(), gates.Window(labelled=5, correct=5), 0.9777, 45, 20)
     assert (card.correct, card.labelled, card.source) == (44, 45, "its card's holdout")
     assert gates.stable_reference(gates.Window(), gates.Window(), None, None, 20) is None
+
+
+# -- the simulation drives these same functions ------------------------------------------------------
+def test_the_gate_simulation_rolls_back_a_much_worse_version_and_spares_a_healthy_one():
+    from utils.gate_simulation import Scenario, run
+
+    def rates(drop):
+        result = run(Scenario(3600, 60, 100, drop, "live:1000", 0.95, 100_000, bakes=200, seed=7))
+        outcomes = result["outcomes"]
+        assert sum(outcomes.values()) == 200
+        return outcomes[FAIL] / 200, outcomes[PASS] / 200
+
+    assert rates(0.10) == (1.0, 0.0)
+    healthy_rollbacks, healthy_passes = rates(0.0)
+    assert healthy_rollbacks <= 0.02 and healthy_passes >= 0.95
