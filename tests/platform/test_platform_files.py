@@ -120,20 +120,32 @@ def test_kubernetes_colors_probe_our_endpoints_and_services_select_a_color():
     assert preview["spec"]["selector"]["color"] == "green"
 
 
-def test_argo_rollout_and_analysis_template_have_the_expected_fields():
+def test_argo_rollout_and_analysis_templates_have_the_expected_fields():
     rollout = yaml.safe_load((ROOT / "k8s" / "argo" / "rollout.yaml").read_text())
     assert rollout["apiVersion"] == "argoproj.io/v1alpha1" and rollout["kind"] == "Rollout"
     strategy = rollout["spec"]["strategy"]["blueGreen"]
     assert (strategy["activeService"], strategy["previewService"]) == ("iris-active", "iris-preview")
-    assert strategy["prePromotionAnalysis"]["templates"] == [{"templateName": "iris-health"}]
-    assert strategy["postPromotionAnalysis"]["templates"] == [{"templateName": "iris-health"}]
-    template = yaml.safe_load((ROOT / "k8s" / "argo" / "analysis-template.yaml").read_text())
-    assert template["kind"] == "AnalysisTemplate" and template["metadata"]["name"] == "iris-health"
-    metrics = {m["name"]: m for m in template["spec"]["metrics"]}
-    assert metrics["status"]["provider"]["web"]["jsonPath"] == "{$.status}"
-    assert metrics["status"]["successCondition"] == 'result == "ok"'
-    assert metrics["live-accuracy"]["provider"]["web"]["jsonPath"] == "{$.live.accuracy}"
-    assert "/health" in metrics["live-accuracy"]["provider"]["web"]["url"]
+    assert strategy["prePromotionAnalysis"]["templates"] == [{"templateName": "iris-pre-promotion"}]
+    assert strategy["postPromotionAnalysis"]["templates"] == [{"templateName": "iris-post-promotion"}]
+    templates = {t["metadata"]["name"]: t for t in
+                 yaml.safe_load_all((ROOT / "k8s" / "argo" / "analysis-template.yaml").read_text())}
+    assert set(templates) == {"iris-pre-promotion", "iris-post-promotion"}
+    expected = {"iris-pre-promotion": {"serving": "/health", "card-metrics": "/health", "smoke": "/predict"},
+                "iris-post-promotion": {"live-accuracy": "/health", "error-rate": "/health"}}
+    for name, template in templates.items():
+        assert template["kind"] == "AnalysisTemplate" and template["spec"]["args"] == [{"name": "service"}]
+        metrics = {m["name"]: m for m in template["spec"]["metrics"]}
+        assert {m: metrics[m]["provider"]["web"]["url"].rsplit("/", 1)[1] for m in metrics} == {
+            m: path.lstrip("/") for m, path in expected[name].items()}
+        for metric in metrics.values():
+            url = metric["provider"]["web"]["url"]
+            assert url.startswith("http://{{args.service}}.bluegreen.svc.cluster.local/"), url
+            assert metric["successCondition"]
+    # Live accuracy is judged after promotion only, where /feedback arrives, and never on
+    # fewer labels than the bake's minimum.
+    assert "live-accuracy" not in {m["name"] for m in templates["iris-pre-promotion"]["spec"]["metrics"]}
+    live = {m["name"]: m for m in templates["iris-post-promotion"]["spec"]["metrics"]}["live-accuracy"]
+    assert "labelled" in live["successCondition"] and "labelled" in live["failureCondition"]
 
 
 @pytest.mark.parametrize("name", ["bluegreen.docker.toml", "bluegreen.k8s.toml"])
