@@ -40,15 +40,48 @@ def test_hadolint_rejects_a_broken_dockerfile(tmp_path):
     assert result.returncode != 0 and "DL3000" in result.stdout
 
 
-def test_dockerfile_builds_models_runs_as_non_root_and_checks_readiness():
+def dockerfile_stages() -> dict[str, str]:
+    """The Dockerfile's text per stage (``FROM ... AS name`` up to the next FROM)."""
+    stages, name = {}, "preamble"
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            name = line.split(" AS ")[1].strip()
+        stages[name] = stages.get(name, "") + line + "\n"
+    return stages
+
+
+def test_dockerfile_trains_in_a_builder_and_serves_onnx_without_training_code():
+    stages = dockerfile_stages()
+    assert list(stages) == ["preamble", "train", "server-deps", "runtime"]
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in stages["preamble"]
+    assert all(stages[name].startswith("FROM ${PYTHON_IMAGE} AS ") for name in ("train", "server-deps", "runtime"))
+    assert "contrib/train_models.py" in stages["train"] and "-r requirements.txt" in stages["train"]
+    assert "-r requirements-server.txt" in stages["server-deps"]
+    runtime = stages["runtime"]
+    assert "ARG MODEL_VERSION=v1.0.0" in runtime
+    assert "COPY --from=train /srv/models /srv/models" in runtime
+    assert "COPY --from=server-deps /opt/venv /opt/venv" in runtime
+    assert "COPY app/server/ app/server/" in runtime
+    assert "app/control" not in runtime and "app/training" not in runtime and "COPY app/ " not in runtime
+    assert "USER 10001" in runtime
+    assert "HEALTHCHECK" in runtime and "/ready" in runtime
+    assert runtime.rstrip().endswith('CMD ["gunicorn", "-c", "app/server/gunicorn_conf.py", "app.wsgi:app"]')
+    # What the runtime installs: the server's imports, none of training's.
+    server_requirements = [line.split("#")[0].strip() for line in
+                           (ROOT / "requirements-server.txt").read_text().splitlines()]
+    assert "-c requirements.txt" in server_requirements
+    for training_only in ("scikit-learn", "scipy", "skl2onnx", "onnx", "skops", "joblib"):
+        assert training_only not in server_requirements
+
+
+def test_build_credentials_are_build_secrets_never_files_of_the_context():
     text = (ROOT / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text
-    assert "ARG MODEL_VERSION=v1.0.0" in text
-    assert "contrib/train_models.py" in text
-    assert "USER 10001" in text
-    assert "HEALTHCHECK" in text and "/ready" in text
-    assert 'CMD ["gunicorn", "-c", "app/server/gunicorn_conf.py", "app.wsgi:app"]' in text
-    assert ".venv" in (ROOT / ".dockerignore").read_text()
+    for stage in ("train", "server-deps"):
+        assert "--mount=type=secret,id=pip_conf,required=false --mount=type=secret,id=extra_ca,required=false" in \
+            dockerfile_stages()[stage]
+    assert ".crt" not in text and "pip.conf" not in text and "ca-certificates" not in text.split("ARG")[0]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".run", ".git", "models/iris_model_*"} <= set(ignored)
 
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
@@ -63,14 +96,72 @@ def test_the_compose_schema_rejects_a_broken_file(tmp_path):
     assert run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken)).returncode != 0
 
 
+class ComposeLoader(yaml.SafeLoader):
+    """YAML as docker compose reads it: ``!reset`` clears the value of the files before."""
+
+
+def _reset(loader, node):
+    value = loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)
+    return {"!reset": value}
+
+
+ComposeLoader.add_constructor("!reset", _reset)
+
+
+def compose(name: str) -> dict:
+    return yaml.load((ROOT / name).read_text(), Loader=ComposeLoader)
+
+
 @pytest.mark.parametrize("color, version", [("blue", "v1.0.0"), ("green", "v1.1.0")])
 def test_each_color_compose_file_runs_one_color_on_the_shared_network(color, version):
-    compose = yaml.safe_load((ROOT / f"docker-compose.{color}.yml").read_text())
-    service = compose["services"][color]
-    assert service["build"]["args"]["MODEL_VERSION"] == version
+    shipped = compose(f"docker-compose.{color}.yml")
+    service = shipped["services"][color]
+    assert service["build"]["args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim}", "MODEL_VERSION": version}
+    assert service["image"] == "bluegreen-model-server:latest"
     assert service["environment"]["COLOR"] == color
-    assert "/ready" in " ".join(service["healthcheck"]["test"])
-    assert compose["networks"]["bluegreen"] == {"name": "bluegreen", "external": True}
+    assert service["environment"]["MODEL_VERSION"] == f"${{MODEL_VERSION:-{version}}}"
+    # Tokens from the caller's environment, never written in the file.
+    assert service["environment"]["FEEDBACK_TOKEN"] == "${FEEDBACK_TOKEN:-}"
+    assert service["environment"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
+    assert "test" not in service["healthcheck"]          # the image's own, on /ready
+    # A color is never public: its port is published on loopback only.
+    assert all(port.startswith("127.0.0.1:") for port in service["ports"])
+    assert shipped["networks"]["bluegreen"] == {"name": "bluegreen", "external": True}
+
+
+def test_only_the_front_door_is_published_on_every_address():
+    nginx = compose("docker-compose.nginx.yml")["services"]["nginx"]
+    assert nginx["ports"] == ["8080:8080", "127.0.0.1:8081:8081"]
+    assert nginx["stop_signal"] == "SIGQUIT"              # nginx's graceful stop
+    assert nginx["volumes"] == ["${BLUEGREEN_RUN_DIR:-./.run}/nginx:/etc/bluegreen"]
+
+
+@pytest.mark.parametrize("name, service, bind", [
+    ("docker-compose.blue.host.yml", "blue", "127.0.0.1:${BLUEGREEN_BLUE_PORT:-8001}"),
+    ("docker-compose.green.host.yml", "green", "127.0.0.1:${BLUEGREEN_GREEN_PORT:-8002}"),
+    ("docker-compose.nginx.host.yml", "nginx", None),
+])
+def test_the_host_overrides_use_host_networking_on_loopback_and_publish_nothing(name, service, bind, tmp_path):
+    override = compose(name)
+    spec = override["services"][service]
+    assert spec["network_mode"] == "host"
+    assert spec["ports"] == {"!reset": []}
+    assert "!reset" in spec["networks"] and override["networks"] == {"!reset": {}}
+    assert spec.get("environment", {}).get("BIND") == bind
+    # The two files as compose merges them (a reset drops the key) match the compose schema.
+    merged = compose(name.replace(".host", ""))
+    target = merged["services"][service]
+    for key, value in spec.items():
+        if isinstance(value, dict) and "!reset" in value:
+            target.pop(key, None)
+        elif key == "environment":
+            target[key].update(value)
+        else:
+            target[key] = value
+    merged.pop("networks")
+    (tmp_path / "merged.yml").write_text(yaml.safe_dump(merged))
+    result = run("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(tmp_path / "merged.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_workflow_matches_the_github_schema_and_deploys_only_from_main():
@@ -148,7 +239,7 @@ def test_argo_rollout_and_analysis_templates_have_the_expected_fields():
     assert "labelled" in live["successCondition"] and "labelled" in live["failureCondition"]
 
 
-@pytest.mark.parametrize("name", ["bluegreen.docker.toml", "bluegreen.k8s.toml"])
+@pytest.mark.parametrize("name", ["bluegreen.docker.toml", "bluegreen.docker-local.toml", "bluegreen.k8s.toml"])
 def test_controller_configs_for_other_platforms_load(name):
     path = ROOT / "deploy" / name
     config = load_config(str(path), environ={})
