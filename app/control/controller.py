@@ -325,7 +325,7 @@ class Controller:
                 complaint = self.proxy.complaint()
                 raise ControllerError(f"the front door serves config generation {seen}, not the new {expected}"
                                       + (f" (nginx: {complaint})" if complaint else ""))
-        self.wait_front_door(color)
+        self.wait_front_door(color, expected)
 
     def verify_or_restore(self, text: str, previous: str | None, color: str) -> None:
         """After a reload: check it took; otherwise put the previous config back, and say so."""
@@ -364,13 +364,14 @@ class Controller:
             return outcome
 
     # -- switch -----------------------------------------------------------------------------
-    def wait_front_door(self, color: str) -> float:
-        """Wait until ``verify_responses`` fresh requests in a row are answered by ``color``."""
+    def wait_front_door(self, color: str, generation: str | None = None) -> float:
+        """Wait until ``verify_responses`` fresh requests in a row are answered by ``color``
+        (through the config ``generation``, when given: not by a worker of the old one)."""
         needed, timeout = self.config.switch.verify_responses, self.config.switch.verify_timeout
         started = self.clock.monotonic()
         streak, last = 0, "no answer"
         while self.clock.monotonic() - started < timeout:
-            last = self.doors.front_color()
+            last = self.doors.front_color(generation)
             streak = streak + 1 if last == color else 0
             if streak >= needed:
                 return self.clock.monotonic() - started

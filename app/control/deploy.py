@@ -279,6 +279,8 @@ class Deployer:
                 result.message = (f"deploy {rollout.version} {phase.value} by another command (`bluegreen abort` "
                                   f"or `rollback`); traffic on {state.active} ({state.versions[state.active]})")
                 self._step(result, "bake", "preempted", result.reason)
+                self.controller.record(Action.DEPLOY, result.phase.value, result.reason, version=rollout.version,
+                                       rollout=rollout.id, **{"from": rollout.source, "to": rollout.target})
                 return
             if outcome.preempted:
                 self._decide_preempted(state, result, outcome.reason)

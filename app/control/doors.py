@@ -15,8 +15,10 @@ from app.control.rollout import SmokeAnswer
 
 
 class Doors(Protocol):
-    def front_color(self) -> str:
-        """The X-Color of one fresh front-door /ready answer, or what came instead ("HTTP 502")."""
+    def front_color(self, generation: str | None = None) -> str:
+        """The X-Color of one fresh front-door /ready answer, or what came instead ("HTTP 502").
+        With ``generation``, an answer from another config generation (an old nginx worker
+        still accepting during a reload) is reported as such, never as a color."""
 
     def smoke(self, rows: list[list[float]], labels: list[str]) -> list[SmokeAnswer]:
         """Each row POSTed to the preview door's /predict, with what came back."""
@@ -32,11 +34,14 @@ class HttpDoors:
         self.front_url = front_url
         self.preview_url = preview_url
 
-    def front_color(self) -> str:
+    def front_color(self, generation: str | None = None) -> str:
         try:
             answer = get(self.front_url + "/ready", timeout=1.0)
         except HttpError as exc:
             return str(exc)
+        served = answer.headers.get("x-config-generation", "")
+        if generation and served != generation:
+            return f"config generation {served or 'unknown'}"
         color = answer.headers.get("x-color", "")
         return color if answer.status == 200 and color else f"HTTP {answer.status}"
 

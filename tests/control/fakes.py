@@ -163,7 +163,9 @@ class World:
         return next((line.split()[3] for line in self.loaded_text.splitlines()
                      if line.startswith("# Config generation")), "HTTP 404")
 
-    def front_color(self) -> str:
+    def front_color(self, generation: str | None = None) -> str:
+        if generation and self.front_generation() != generation:
+            return f"config generation {self.front_generation()}"
         color = self.colors[self.routed]
         misrouted = self.misrouting_generation and self.misrouting_generation in self.loaded_text
         if not self.proxy_running or not self.front_answers or misrouted or color.version is None:
