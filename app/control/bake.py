@@ -145,6 +145,7 @@ class BakeMonitor:
         self.clock = clock
         self.say = say
         self.polls = self.passed = self.failed = self.inconclusive = 0
+        self.failing = 0  # polls in a row that failed: an answering poll starts over
         self.first_failure: float | None = None
         self.last: GateResult | None = None
         self.other_probes: list[ServerProbe] = []
@@ -183,7 +184,7 @@ class BakeMonitor:
         blip to wait out (the limit is for polls that could not observe the color)."""
         if self.last is not None and self.last.verdict is Verdict.FAIL and self.last.gate != gates.POLL_SERVING:
             return True
-        return self.failed > self.settings.failure_limit
+        return self.failing > self.settings.failure_limit
 
     @property
     def last_reason(self) -> str:
@@ -217,11 +218,14 @@ class BakeMonitor:
         self.polls += 1
         if result.verdict is Verdict.FAIL:
             self.failed += 1
+            self.failing += 1
             self.first_failure = self.first_failure or self.clock.monotonic()
-        elif result.verdict is Verdict.PASS:
-            self.passed += 1
         else:
-            self.inconclusive += 1
+            self.failing, self.first_failure = 0, None  # it answered: an earlier blip is not this failure
+            if result.verdict is Verdict.PASS:
+                self.passed += 1
+            else:
+                self.inconclusive += 1
         if self.last is None or result.verdict is not self.last.verdict or result.verdict is Verdict.FAIL:
             detail = f" ({result.reason})" if result.reason else ""
             self.say(f"{time.strftime('%H:%M:%S')} poll {self.polls} of {self.color}: {result.verdict.value}{detail}"
@@ -236,8 +240,8 @@ class BakeMonitor:
         if not serving.passed:
             return False
         self.say(f"{time.strftime('%H:%M:%S')} {self.color} answers again before the rollback decision "
-                 f"({self.failed} failed polls, the last: {self.last_reason}); not rolling back")
-        self.failed, self.first_failure = 0, None
+                 f"({self.failing} failed polls in a row, the last: {self.last_reason}); not rolling back")
+        self.failing, self.first_failure = 0, None
         return True
 
     def summary(self) -> str:

@@ -59,6 +59,21 @@ def test_status_with_nothing_running_says_so_and_writes_nothing(config):
     assert not (config.parent / "run").exists()
 
 
+def test_a_reader_that_stops_early_gets_no_error(config):
+    # `bluegreen history | head -1`: the pipe closes before the command has printed everything.
+    run = config.parent / "run"
+    run.mkdir()
+    event = {"action": "switch", "outcome": "succeeded", "reason": "x" * 200, "time": 1.0}
+    (run / "history.jsonl").write_text((json.dumps(event) + "\n") * 2000)  # far more than a pipe holds
+    reader = subprocess.Popen(["head", "-c", "1"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    writer = subprocess.Popen([str(BIN / "bluegreen"), "--config", str(config), "history"], env=cli_env(),
+                              stdout=reader.stdin, stderr=subprocess.PIPE, text=True)
+    reader.stdin.close()
+    reader.wait(30)
+    _, err = writer.communicate(timeout=60)
+    assert (writer.returncode, err) == (0, "")
+
+
 def test_a_failure_is_one_line_and_verbose_shows_the_causes(config):
     run = config.parent / "run"
     run.mkdir()

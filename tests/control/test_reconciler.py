@@ -515,6 +515,17 @@ def test_watch_does_not_roll_back_a_color_that_recovered(controller, world):
     assert events(controller)[-1]["outcome"] == "recovered"
 
 
+def test_watch_forgets_a_failed_poll_once_the_color_answers_again(controller, world):
+    # Two blips far apart are not two failures in a row: an unbounded watch must not add them up.
+    world.traffic = 10
+    world.at.append((2.5, lambda w: setattr(w.colors["blue"], "silent_probes", 1)))
+    world.at.append((8.5, lambda w: setattr(w.colors["blue"], "silent_probes", 2)))  # one poll, one recheck
+    assert controller.config.bake.failure_limit == 1
+    assert watch(controller, duration=14) == 0
+    assert world.routed == "blue"
+    assert [e for e in events(controller) if e["action"] == "rollback"] == []
+
+
 def test_watch_rejects_the_version_it_rolls_back(controller, world):
     controller.switch("green")
     world.traffic = 10
