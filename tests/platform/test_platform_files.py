@@ -183,6 +183,11 @@ def test_render_blueprint_has_the_expected_fields():
     assert service["dockerfilePath"] == "./Dockerfile"
     assert service["healthCheckPath"] == "/ready"
     assert {"key": "MODEL_VERSION", "value": "v1.0.0"} in service["envVars"]
+    # The service's URL is public and is a color itself: both tokens are set, and generated
+    # by Render, never written here.
+    assert {"key": "FEEDBACK_TOKEN", "generateValue": True} in service["envVars"]
+    assert {"key": "METRICS_TOKEN", "generateValue": True} in service["envVars"]
+    assert service["dockerContext"] == "."
 
 
 def test_kubernetes_manifests_pass_strict_validation():
