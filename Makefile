@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup models nginx run serve test lint load bench clean
+.PHONY: setup models nginx run serve test lint load bench clean test-containers
 
 setup: $(VENV)/.installed models
 
@@ -39,6 +39,13 @@ lint: setup
 
 test: setup nginx lint
 	$(BIN)/pytest
+
+# The container flow end to end (README "Docker compose"): installs Docker when missing,
+# reuses the engine `docker` reaches or starts a private one (root or sudo), builds the
+# images, runs blue, green and nginx as containers on loopback and drives them with
+# bluegreen; stops every container and the engine it started, also on failure.
+test-containers: setup
+	$(BIN)/python tests/containers/container_flow.py
 
 # Switch under load (locust on the front door; switches, a deploy and a rollback during the run).
 load: setup nginx
