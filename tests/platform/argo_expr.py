@@ -7,7 +7,9 @@ with expr's runtime rules where they decide a phase, plus the steps around it:
 - ``condition``: expr over ``result``: literals (numbers, strings, true, false, nil,
   arrays), ``result``, member access ``.name`` and ``?.name``, indexing ``[i]``, ``len()``,
   ``==`` ``!=`` ``<`` ``<=`` ``>`` ``>=``, ``&&`` ``||`` ``and`` ``or``, ``!`` ``not``, unary
-  ``-``, ``??``, parentheses, with expr's precedences (``??`` binds tightest). As in expr:
+  ``-``, ``??``, parentheses, with expr's precedences (``??`` binds tightest, and, as
+  expr's parser insists, cannot be followed by another binary operator at the same level
+  without parentheses: ``a ?? 1 >= 0`` does not compile, ``(a ?? 1) >= 0`` does). As in expr:
   ``<``-style comparisons only between two numbers or two strings (a null there is an
   error), ``==`` is false across types and true for nil == nil, reading a field of a null
   is an error unless the access is ``?.`` (which makes the rest of the chain null), a
@@ -106,10 +108,15 @@ class Parser:
 
     def expression(self, floor: int):
         left = self.unary()
+        previous = ""
         while True:
             kind, op = self.peek()
             if kind != "op" or op not in BINARY or BINARY[op] < floor:
                 return left
+            if previous == "??" and op != "??":  # expr: parser.go, parseExpression
+                raise ExprError(f"Operator ({op}) and coalesce expressions (??) cannot be mixed. "
+                                "Wrap either by parentheses.")
+            previous = op
             self.take()
             right = self.expression(BINARY[op] + 1)  # every binary operator here is left-associative
             left = ("binary", {"and": "&&", "or": "||"}.get(op, op), left, right)

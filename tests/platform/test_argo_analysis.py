@@ -38,7 +38,8 @@ ROLLOUT_ACTION = {SUCCESSFUL: "continue", INCONCLUSIVE: "pause", ERROR: "abort",
     ("result > 1", 5.0, True),                      # TestEvaluateFloat64
     ("result.a == 'x'", {"a": "x"}, True),
     ("result.missing == nil", {"a": 1}, True),      # a missing key of a map is nil
-    ("result?.a?.b ?? 7 == 7", None, True),         # ?. ends the chain on nil; ?? binds tightest
+    ("(result?.a?.b ?? 7) == 7", None, True),       # ?. ends the chain on nil
+    ("7 == result?.a ?? 7", None, True),            # ?? binds tighter than ==
     ("len(result ?? []) == 0", None, True),
     ("1 == 1.0 && 'a' != 1", None, True),           # numbers compare across types; no equality across others
     ("false && result.x > 1", None, False),         # && short-circuits
@@ -53,6 +54,7 @@ def test_the_evaluator_follows_expr(expression, result, expected):
     ("result < 0.05", None, "mismatched types <nil> and float64"),  # docs: an empty Datadog result
     ("result.a.b == 1", {"a": None}, "cannot fetch b from <nil>"),
     ("result >= 0.8", "0.9", "mismatched types string and float64"),
+    ("result ?? 7 == 7", None, "cannot be mixed"),  # expr's parser refuses ?? then another operator
 ])
 def test_the_evaluator_errs_where_expr_does(expression, result, error):
     with pytest.raises(ExprError, match=error):
