@@ -21,6 +21,13 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 OTHER_METHOD = "other"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# The endpoints whose answers are a color's traffic: what a bake and `watch` judge.
+TRAFFIC_ENDPOINTS = ("/predict", "/feedback")
+
+
+def status_class(status: int) -> str:
+    """"2xx", "4xx", "5xx": a closed label set for the latency histogram."""
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
 
 
 class Metrics:
@@ -35,9 +42,16 @@ class Metrics:
             "bluegreen_http_requests", "HTTP requests by endpoint and status",
             ["endpoint", "method", "status"], **kwargs,
         )
+        # By status class too: a refused request (4xx) is fast and is not traffic, so the
+        # live latency buckets leave it out like the live request counts do.
         self.latency = Histogram(
             "bluegreen_http_request_duration_seconds", "Request latency in the app",
-            ["endpoint"], buckets=LATENCY_BUCKETS, **kwargs,
+            ["endpoint", "status_class"], buckets=LATENCY_BUCKETS, **kwargs,
+        )
+        # Requests nginx mirrored here from the front door (a shadow): never users' traffic,
+        # so they are counted apart and never in the live figures a bake judges.
+        self.shadow_requests = Counter(
+            "bluegreen_shadow_requests", "Mirrored (shadow) requests answered, by status", ["status"], **kwargs
         )
         self.predictions = Counter(
             "bluegreen_predictions", "Predictions by predicted class", ["class_name"], **kwargs
@@ -71,10 +85,11 @@ class Metrics:
             child = self._request_children[key] = self.requests.labels(*key)
         return child
 
-    def latency_for(self, endpoint: str):
-        child = self._latency_children.get(endpoint)
+    def latency_for(self, endpoint: str, status: int):
+        key = (endpoint, status_class(status))
+        child = self._latency_children.get(key)
         if child is None:
-            child = self._latency_children[endpoint] = self.latency.labels(endpoint)
+            child = self._latency_children[key] = self.latency.labels(*key)
         return child
 
     def prediction_counter(self, class_name: str):
@@ -94,15 +109,33 @@ class Metrics:
         """The text exposition of all samples, aggregated over workers."""
         return generate_latest(self._registry())
 
-    def _counter_families(self):
+    def _families(self, kind: str):
+        """The samples of one kind of metric ("counter", "histogram"), over all workers."""
         if self.registry is not None:
             return self.registry.collect()
-        # Only the counter files: /health must not pay for merging every histogram.
-        files = glob.glob(os.path.join(self.multiprocess_dir, "counter_*.db"))
+        # Only the files of that kind: /health must not pay for merging everything.
+        files = glob.glob(os.path.join(self.multiprocess_dir, f"{kind}_*.db"))
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
+    def latency_buckets(self) -> dict[str, int]:
+        """Cumulative counts of the /predict and /feedback requests answered with a 2xx or a
+        5xx, per latency bucket bound in seconds ({"0.0005": n, ..., "+Inf": total}), summed
+        over the workers: the same requests as ``live_stats``'s ``requests``."""
+        buckets = dict.fromkeys([*(str(b) for b in LATENCY_BUCKETS), "+Inf"], 0)
+        for family in self._families("histogram"):
+            for sample in family.samples:
+                if (sample.name != "bluegreen_http_request_duration_seconds_bucket"
+                        or sample.labels.get("endpoint") not in TRAFFIC_ENDPOINTS
+                        or sample.labels.get("status_class") == "4xx"):
+                    continue
+                le = sample.labels.get("le", "")
+                key = "+Inf" if le == "+Inf" else str(float(le))
+                if key in buckets:
+                    buckets[key] += int(sample.value)
+        return buckets
+
     def live_stats(self) -> dict:
-        """Requests, server errors, feedback outcomes and failovers seen by the whole color.
+        """Requests, server errors, feedback outcomes, failovers and latency seen by the whole color.
 
         ``requests`` counts the /predict and /feedback requests the color answered with a
         2xx or failed with a 5xx: a refused request (4xx: bad input, no token) is the
@@ -110,11 +143,11 @@ class Metrics:
         ``watch`` judge by.
         """
         predict_requests = server_errors = correct = incorrect = failovers = 0
-        for family in self._counter_families():
+        for family in self._families("counter"):
             for sample in family.samples:
                 if sample.name == "bluegreen_http_requests_total":
                     status = sample.labels.get("status", "")
-                    if sample.labels.get("endpoint") not in ("/predict", "/feedback") or status.startswith("4"):
+                    if sample.labels.get("endpoint") not in TRAFFIC_ENDPOINTS or status.startswith("4"):
                         continue
                     predict_requests += sample.value
                     if status.startswith("5"):
@@ -135,6 +168,7 @@ class Metrics:
             "correct": int(correct),
             "accuracy": correct / labelled if labelled else None,
             "failovers": int(failovers),
+            "latency_buckets": self.latency_buckets(),
         }
 
 

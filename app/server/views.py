@@ -59,12 +59,17 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Color"] = srv.color
     response.headers["X-Request-ID"] = g.get("request_id", "")
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    if request.environ.get("HTTP_X_BLUEGREEN_SHADOW"):
+        # A copy nginx mirrored from the front door: its answer is thrown away, and it is
+        # nobody's traffic here (a later bake must not judge it): counted apart only.
+        srv.metrics.shadow_requests.labels(str(response.status_code)).inc()
+        return response
     srv.metrics.request_counter(endpoint, request.method, str(response.status_code)).inc()
     meant_for = request.environ.get("HTTP_X_ROUTE_COLOR")
     if meant_for and meant_for != srv.color:
         srv.metrics.failovers.inc()
     if "started" in g:
-        srv.metrics.latency_for(endpoint).observe(time.perf_counter() - g.started)
+        srv.metrics.latency_for(endpoint, response.status_code).observe(time.perf_counter() - g.started)
     return response
 
 

@@ -157,3 +157,20 @@ def test_each_verdict_change_is_printed_with_its_numbers():
                                 "above 1.00% (absolute: blue (v1.0.0) had no traffic in this window): its 99% "
                                 "lower bound is " + f"{m.last.numbers['error_rate_low']:.2%}); since the bake "
                                 "began: 60 requests, 30 errors, 0 labelled")
+
+
+def test_a_real_servers_health_gives_the_bake_latency_to_judge(shipped_models):
+    # The buckets as the server reports them in /health, read by the bake's own parser.
+    from app.server import create_app
+
+    client = create_app({"MODELS_DIR": str(shipped_models), "MODEL_VERSION": "v1.1.0", "COLOR": "green"}).test_client()
+    for _ in range(5):
+        assert client.post("/predict", json={"x": [6.7, 3.0, 5.2, 2.3]}).status_code == 200
+    health = client.get("/health").get_json()
+    probe = ServerProbe("127.0.0.1:9", 1, True, health)
+    totals = bake.color_totals([probe], [], SETTINGS.slow_request_ms)
+    assert (totals.requests, totals.timed, totals.slow, totals.slow_over_ms) == (5, 5, 0, 250.0)
+    window = dataclasses.replace(totals, requests=SETTINGS.min_requests, timed=SETTINGS.min_requests)
+    poll = gates.judge(window, None, SETTINGS)
+    assert "latency not judged" not in poll.reason
+    assert "share slower than 250 ms" in poll.reason

@@ -57,6 +57,16 @@ def test_live_feedback_is_aggregated_across_workers(color):
     assert live["labelled"] == 21 and live["correct"] == 20
 
 
+def test_live_latency_buckets_are_summed_over_workers(color):
+    for _ in range(30):  # fresh connections land on both workers
+        requests.post(color.url + "/predict", json={"x": ROW}, headers={"Connection": "close"})
+    requests.post(color.url + "/predict", json={"x": [1]}, headers={"Connection": "close"})  # a 400
+    live = requests.get(color.url + "/health").json()["live"]
+    buckets = live["latency_buckets"]
+    assert buckets["+Inf"] == live["requests"] == 30
+    assert buckets["2.5"] == 30 and list(buckets.values()) == sorted(buckets.values())
+
+
 def test_bad_input_never_kills_a_worker(color):
     for body in ['{"x": [1, 2]}', "{oops", '{"x": [NaN, 1, 2, 3]}', '{"instances": []}']:
         response = requests.post(color.url + "/predict", data=body)

@@ -92,6 +92,31 @@ def test_a_request_meant_for_the_other_color_counts_as_a_failover(client):
     assert "bluegreen_failover_requests_total 1.0" in client.get("/metrics").get_data(as_text=True)
 
 
+def test_live_latency_buckets_count_the_traffic_a_bake_judges(client):
+    for _ in range(3):
+        post(client, {"x": ROW})
+    post(client, {"x": ROW, "label": "setosa"}, path="/feedback")
+    post(client, {"x": [1, 2]})                               # refused (400): not traffic
+    client.get("/ready")                                      # not /predict or /feedback
+    live = client.get("/health").get_json()["live"]
+    buckets = live["latency_buckets"]
+    assert list(buckets)[0] == "0.0005" and list(buckets)[-1] == "+Inf"
+    assert buckets["+Inf"] == live["requests"] == 4
+    counts = list(buckets.values())
+    assert counts == sorted(counts)                           # cumulative
+    assert buckets["2.5"] == 4                                # none of these took 2.5 s
+    # The 400 is still timed on /metrics, under its own status class.
+    assert 'status_class="4xx"' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_a_mirrored_request_is_answered_but_never_counted_as_traffic(client):
+    response = client.post("/predict", json={"x": ROW}, headers={"X-Bluegreen-Shadow": "1"})
+    assert response.status_code == 200 and response.get_json()["prediction"] == "setosa"
+    live = client.get("/health").get_json()["live"]
+    assert live["requests"] == 0 and live["latency_buckets"]["+Inf"] == 0
+    assert 'bluegreen_shadow_requests_total{status="200"} 1.0' in client.get("/metrics").get_data(as_text=True)
+
+
 def test_feedback_drives_live_accuracy(client):
     assert post(client, {"x": ROW, "label": "setosa"}, path="/feedback").status_code == 200
     response = post(client, {"instances": [ROW, ROW], "labels": ["setosa", "virginica"]}, path="/feedback")
