@@ -29,6 +29,7 @@ class Phase(StrEnum):
     IDLE = "idle"
     GATING = "gating"            # verifying the artifact, card and smoke gates
     LOADING = "loading"          # starting the version on the idle color
+    CANARY = "canary"            # a share of the front door on the new version, step by step
     SWITCHING = "switching"      # moving the front door, verified through it
     BAKING = "baking"            # watching the new active color before calling it stable
     PROMOTED = "promoted"        # the bake passed: the version is stable
@@ -39,13 +40,15 @@ class Phase(StrEnum):
 
     @property
     def running(self) -> bool:
-        return self in (Phase.GATING, Phase.LOADING, Phase.SWITCHING, Phase.BAKING)
+        return self in (Phase.GATING, Phase.LOADING, Phase.CANARY, Phase.SWITCHING, Phase.BAKING)
 
 
 # Every phase a rollout may move to from each phase. A new rollout starts in GATING.
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.GATING: frozenset({Phase.LOADING, Phase.SWITCHING, Phase.VERIFIED, Phase.ABORTED}),
+    Phase.GATING: frozenset({Phase.LOADING, Phase.CANARY, Phase.SWITCHING, Phase.VERIFIED, Phase.ABORTED}),
     Phase.LOADING: frozenset({Phase.GATING, Phase.ABORTED}),
+    # A canary that fails a step goes back to 0%: rolled back, since users saw the version.
+    Phase.CANARY: frozenset({Phase.SWITCHING, Phase.ROLLED_BACK, Phase.ABORTED}),
     Phase.SWITCHING: frozenset({Phase.BAKING, Phase.ABORTED}),
     Phase.BAKING: frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.DEGRADED, Phase.ABORTED}),
     Phase.DEGRADED: frozenset({Phase.ROLLED_BACK}),
@@ -115,6 +118,11 @@ class Rollout:
     id: str = field(default_factory=lambda: os.urandom(6).hex())
     pid: int | None = None
     pid_started: int | None = None
+    # A canary: its weights (percent of the front door, the last 100), the step it is on
+    # (0-based) and the weight the front door gives the new version now.
+    canary: list[int] = field(default_factory=list)
+    step: int | None = None
+    weight: int = 0
 
     def advance(self, phase: Phase, reason: str = "") -> None:
         """Move to ``phase``, recording why; refuse a move ``TRANSITIONS`` does not allow."""
@@ -130,14 +138,16 @@ class Rollout:
         return {"id": self.id, "version": self.version, "source": self.source, "target": self.target,
                 "phase": self.phase.value, "started": self.started, "updated": self.updated,
                 "dry_run": self.dry_run, "reasons": list(self.reasons), "pid": self.pid,
-                "pid_started": self.pid_started}
+                "pid_started": self.pid_started, "canary": list(self.canary), "step": self.step,
+                "weight": self.weight}
 
     @classmethod
     def from_json(cls, data: dict) -> Rollout:
         rollout = cls(version=data["version"], source=data["source"], target=data["target"],
                       phase=Phase(data["phase"]), started=data["started"], updated=data["updated"],
                       dry_run=data["dry_run"], reasons=list(data["reasons"]), id=data["id"], pid=data["pid"],
-                      pid_started=data["pid_started"])
+                      pid_started=data["pid_started"], canary=list(data.get("canary") or []),
+                      step=data.get("step"), weight=data.get("weight") or 0)
         for name in ("version", "source", "target", "id"):
             if not isinstance(getattr(rollout, name), str):
                 raise TypeError(f"rollout.{name} must be a string")
@@ -228,6 +238,8 @@ class Action(StrEnum):
     GATE = "gate"
     DEPLOY = "deploy"
     RELOAD = "reload"
+    CANARY = "canary"
+    SHADOW = "shadow"
 
 
 @dataclass(frozen=True)
