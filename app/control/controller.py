@@ -170,6 +170,9 @@ class Controller:
         if state.active == rollout.target and state.stable and state.versions[state.active] != state.stable:
             self.return_to_stable(state, f"{why}; its version had the traffic", automatic=False)
             outcome = f"{why}; traffic returned to {state.stable}"
+        elif self.proxy.split_share()[1]:
+            self.clear_split(why)
+            outcome = f"{why}; its canary share went back to 0%, all traffic on {state.versions[state.active]}"
         else:
             outcome = f"{why}; traffic never left {state.versions[state.active]}"
         if Phase.ABORTED in TRANSITIONS[rollout.phase]:
@@ -273,6 +276,8 @@ class Controller:
             "front_door": self.config.front_url(),
             "preview": self.config.preview_url(),
             "nginx_pid": self.proxy.pid(),
+            "canary": dict(zip(("color", "weight"), self.proxy.split_share())),
+            "shadow": {"color": other_color(routed), "sample": self.proxy.mirrored()},
             "colors": colors,
         }
 
@@ -485,10 +490,22 @@ class Controller:
 
     def return_to_stable(self, state: RolloutState, reason: str, *, automatic: bool,
                          since: float | None = None) -> dict | None:
-        """Traffic back on the stable version, if it is not there (lock held); None when it was."""
+        """Traffic back on the stable version, if it is not there (lock held); None when it was.
+
+        A canary's share of the idle color goes back to 0% first, whichever version is active."""
+        self.clear_split(reason)
         if not state.stable or state.versions[state.active] == state.stable:
             return None
         return self.roll_back_to(state, state.stable, reason, automatic=automatic, since=since)
+
+    def clear_split(self, reason: str) -> None:
+        """A canary's share back to 0% at once (recorded when there was one)."""
+        color, percent = self.proxy.split_share()
+        if percent:
+            self.proxy.split(color, 0)
+            self.record(Action.CANARY, "cleared", f"{reason}: {color}'s {percent}% of the front door back to 0%",
+                        color=color, weight=0, **{"from_weight": percent})
+            self.say(f"canary: {color} back to 0% of the front door (it had {percent}%)")
 
     def rollback_locked(self, state: RolloutState, reason: str, *, automatic: bool = False, force: bool = False,
                         since: float | None = None) -> dict:

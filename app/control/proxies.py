@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from app.artifacts.fsutil import atomic_write_bytes
 from app.control.commands import run_configured
 from app.control.config import COLORS, StackConfig, other_color
-from app.control.nginx_render import render_config, render_context
+from app.control.nginx_render import BUCKETS, render_config, render_context
 from app.control.probes import accepts_connections
 from app.control.processes import (
     describe,
@@ -64,6 +64,19 @@ class Proxy(Protocol):
     def routed_color(self) -> str:
         """The color the front door routes to right now."""
 
+    def split(self, color: str, percent: int, sticky: bool = False) -> None:
+        """Send ``percent`` of the front door's /predict and /feedback to ``color`` while it is
+        the idle one (0: none), by request id or, ``sticky``, by client; no reload."""
+
+    def split_share(self) -> tuple[str, int]:
+        """The idle color a canary sends requests to and its percentage (0 when none)."""
+
+    def mirror(self, percent: int) -> None:
+        """Mirror ``percent`` of the front door's /predict to the idle color (0: stop); no reload."""
+
+    def mirrored(self) -> int:
+        """The percentage of /predict mirrored to the idle color right now."""
+
     def down_reason(self) -> str:
         """Why the proxy cannot take a switch right now; "" when it can (or cannot be observed)."""
 
@@ -96,6 +109,9 @@ class NginxFiles:
         self.candidate = self.dir / "nginx.conf.new"
         # The marker's existence routes the front door to green (see the template).
         self.marker = self.dir / "active-green"
+        # Per-bucket markers: a canary's share of the idle color, and a shadow's sample.
+        self.canary_dir = self.dir / "canary"
+        self.shadow_dir = self.dir / "shadow"
         # Where the proxy itself sees this directory (a container mounts it elsewhere).
         self.seen_as = config.nginx.proxy_dir or str(self.dir)
 
@@ -143,6 +159,49 @@ class NginxFiles:
 
     def routed_color(self) -> str:
         return "green" if self.marker.exists() else "blue"
+
+    @staticmethod
+    def _set_markers(directory: Path, wanted: set[str]) -> None:
+        """Make exactly ``wanted`` exist in ``directory``: new ones first, then the rest go,
+        each an atomic step, so a share being raised or lowered never jumps past either end."""
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            present = {path.name for path in directory.iterdir()}
+            for name in sorted(wanted - present):
+                atomic_write_bytes(directory / name, b"")
+            for name in sorted(present - wanted):
+                (directory / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ControllerError(f"{directory}: cannot move the share ({exc.strerror})") from exc
+
+    def split(self, color: str, percent: int, sticky: bool = False) -> None:
+        """Bucket markers ``<color>-bNN`` for the first ``percent`` buckets (see the template)."""
+        if color not in COLORS or not 0 <= percent <= 100:
+            raise ControllerError(f"cannot send {percent}% to {color!r}")
+        wanted = {f"{color}-{bucket}" for bucket in BUCKETS[:percent]}
+        if sticky and percent:
+            wanted.add("sticky")
+        self._set_markers(self.canary_dir, wanted)
+
+    def split_share(self) -> tuple[str, int]:
+        idle = other_color(self.routed_color())
+        try:
+            names = {path.name for path in self.canary_dir.iterdir()}
+        except FileNotFoundError:
+            names = set()
+        return idle, sum(f"{idle}-{bucket}" in names for bucket in BUCKETS)
+
+    def mirror(self, percent: int) -> None:
+        if not 0 <= percent <= 100:
+            raise ControllerError(f"cannot mirror {percent}%")
+        self._set_markers(self.shadow_dir, set(BUCKETS[:percent]))
+
+    def mirrored(self) -> int:
+        try:
+            names = {path.name for path in self.shadow_dir.iterdir()}
+        except FileNotFoundError:
+            return 0
+        return sum(bucket in names for bucket in BUCKETS)
 
     def route(self, color: str) -> None:
         """Point the front door at ``color`` (atomic: create by rename, or unlink)."""
@@ -264,6 +323,18 @@ class LocalNginx:
     def routed_color(self) -> str:
         return self.files.routed_color()
 
+    def split(self, color: str, percent: int, sticky: bool = False) -> None:
+        self.files.split(color, percent, sticky)
+
+    def split_share(self) -> tuple[str, int]:
+        return self.files.split_share()
+
+    def mirror(self, percent: int) -> None:
+        self.files.mirror(percent)
+
+    def mirrored(self) -> int:
+        return self.files.mirrored()
+
 
 class CommandProxy:
     """An nginx container or a Kubernetes Service, driven by the configured commands.
@@ -345,3 +416,26 @@ class CommandProxy:
         if color not in COLORS:
             raise ControllerError(f"runtime.commands.routed printed {color!r}, not blue or green")
         return color
+
+    def _markers(self, what: str) -> NginxFiles:
+        # The markers are the nginx container's; another proxy (a route command) has none.
+        if self.commands.route:
+            raise ControllerError(f"{what} needs the nginx front door: runtime.commands.route routes through "
+                                  "another proxy, which has no per-request buckets")
+        return self.files
+
+    def split(self, color: str, percent: int, sticky: bool = False) -> None:
+        if percent or not self.commands.route:
+            self._markers("a canary").split(color, percent, sticky)
+
+    def split_share(self) -> tuple[str, int]:
+        if self.commands.route:
+            return other_color(self.routed_color()), 0
+        return self.files.split_share()
+
+    def mirror(self, percent: int) -> None:
+        if percent or not self.commands.route:
+            self._markers("a shadow").mirror(percent)
+
+    def mirrored(self) -> int:
+        return 0 if self.commands.route else self.files.mirrored()

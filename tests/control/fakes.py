@@ -79,6 +79,8 @@ class World:
     on_start: object = None             # called before a color starts (to act while a deploy holds the lock)
     log: list[str] = field(default_factory=list)
     at: list[tuple[float, object]] = field(default_factory=list)   # (time, action) scheduled faults
+    canary: tuple[str, int] | None = None   # (color, percent) a canary sends to the idle color
+    mirror_percent: int = 0                 # the share of /predict a shadow mirrors
 
     # -- runtime ------------------------------------------------------------------------------
     def start_color(self, color: str, version: str) -> None:
@@ -149,6 +151,21 @@ class World:
 
     def routed_color(self) -> str:
         return self.routed
+
+    def split(self, color: str, percent: int, sticky: bool = False) -> None:
+        self.log.append(f"split {color} {percent}%" + (" sticky" if sticky else ""))
+        self.canary = (color, percent) if percent else None
+
+    def split_share(self) -> tuple[str, int]:
+        idle = "green" if self.routed == "blue" else "blue"
+        return (idle, self.canary[1]) if self.canary and self.canary[0] == idle else (idle, 0)
+
+    def mirror(self, percent: int) -> None:
+        self.log.append(f"mirror {percent}%")
+        self.mirror_percent = percent
+
+    def mirrored(self) -> int:
+        return self.mirror_percent
 
     def down_reason(self) -> str:
         return "" if self.proxy_running else "nginx is not running (run `bluegreen up`)"
