@@ -45,6 +45,13 @@ def error_pages(client_max_body_size: str) -> dict[int, tuple[int, str]]:
     return pages
 
 
+# The canary's and the shadow's weights move in steps of 1%: 100 buckets of request ids.
+BUCKETS = tuple(f"b{i:02d}" for i in range(100))
+# Mirrored copies the shadow relay keeps in flight at once; a slow shadow then costs
+# nginx at most this many connections, and the copies beyond it are not sent.
+SHADOW_IN_FLIGHT = 256
+
+
 def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user: str = "") -> dict:
     """Everything the template needs, from the configuration."""
     nginx = config.nginx
@@ -57,6 +64,10 @@ def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user
         # A proxy in a container runs nginx in the foreground; locally it daemonizes.
         "daemon": "off" if nginx.proxy_dir else "on",
         "marker": marker,
+        "canary_dir": f"{nginx_dir}/canary",
+        "shadow_dir": f"{nginx_dir}/shadow",
+        "buckets": BUCKETS,
+        "shadow_in_flight": SHADOW_IN_FLIGHT,
         "listen": f"{listen_host}:{nginx.port}",
         "preview_listen": f"{listen_host}:{nginx.preview_port}",
         "colors": colors,

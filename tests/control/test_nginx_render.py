@@ -143,7 +143,8 @@ def test_the_generation_follows_the_settings(tmp_path):
 def test_front_and_preview_doors_use_the_marker(tmp_path):
     text = render(tmp_path, environ={"BLUEGREEN_PORT": "9080", "BLUEGREEN_PREVIEW_PORT": "9081"})
     assert "listen 127.0.0.1:9080;" in text and "listen 127.0.0.1:9081;" in text
-    assert text.count("if (-f /srv/run/nginx/active-green)") == 2
+    # the front door, the preview door and the shadow relay (which sends to the idle color)
+    assert text.count("if (-f /srv/run/nginx/active-green)") == 3
     assert "proxy_next_upstream error timeout non_idempotent;" in text
     assert "server_tokens off;" in text
     assert "pid /srv/run/nginx/nginx.pid;" in text
@@ -152,3 +153,34 @@ def test_front_and_preview_doors_use_the_marker(tmp_path):
 def test_an_undefined_template_variable_is_an_error():
     with pytest.raises(ControllerError, match="nginx template: UndefinedError"):
         render_config("listen {{ nope }};", {})
+
+
+def test_canary_and_shadow_buckets_are_fixed_and_their_markers_read_per_request(tmp_path):
+    text = render(tmp_path)
+    for name in ("$request_bucket", "$client_bucket", "$shadow_bucket"):
+        block = text[text.index(f'" {name} {{'):]
+        block = block[:block.index("}")]
+        assert block.count("1% b") == 100 and "1% b00;" in block and "1% b99;" in block
+    # a canary bucket's marker names the idle color; only /predict and /feedback are split
+    assert "if (-f /srv/run/nginx/canary/$idle_color-$canary_bucket$canary_suffix)" in text
+    assert "if (-f /srv/run/nginx/canary/sticky)" in text
+    assert "if (-f /srv/run/nginx/shadow/$shadow_bucket$shadow_suffix)" in text
+    front = text[text.index("# Front door"):text.index("# Preview door")]
+    assert "location / {\n            proxy_pass http://${active_color}_active;" in front
+    assert "add_header X-Config-Generation" in front and "proxy_pass http://${active_color}_active;" in front
+    assert front.count("proxy_pass http://${route_color}_active;") == 2  # /predict and /feedback only
+
+
+def test_the_mirror_goes_through_a_relay_that_answers_at_once_and_clients_cannot_fake_a_copy(tmp_path):
+    text = render(tmp_path)
+    front = text[text.index("# Front door"):text.index("# Preview door")]
+    assert "mirror /__bluegreen/shadow;" in front
+    assert "proxy_pass http://unix:/srv/run/nginx/shadow.sock:/__bluegreen/shadow;" in front
+    relay = text[text.index("# Shadow relay"):]
+    assert "listen unix:/srv/run/nginx/shadow.sock;" in relay
+    assert "mirror /__bluegreen/shadow/send;" in relay and "return 204;" in relay
+    assert "limit_conn shadow_in_flight 256;" in relay
+    assert "proxy_set_header X-Bluegreen-Shadow 1;" in relay
+    http_level = text[:text.index("server {")]
+    assert 'proxy_set_header X-Bluegreen-Shadow "";' in http_level
+    assert "location = /records {" in front
