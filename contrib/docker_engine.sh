@@ -150,6 +150,10 @@ case "${1:-}" in
     if [ -r "/proc/$pid/comm" ]; then
       fail "dockerd (pid $pid) did not stop within 30s"
     fi
+    # dockerd leaves its handle on the host's network namespace mounted under its exec root.
+    findmnt -rn -o TARGET | grep -F "$DIR/exec/" | sort -r | while read -r target; do
+      umount "$target" || say "could not unmount $target"
+    done
     rm -f "$SOCK"
     say "private engine stopped (pid $pid)"
     ;;
