@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start even over a rollout whose deploy was interrupted (it is ended first)")
     deploy.add_argument("--replace-idle", action="store_true",
                         help="let a dry run replace the version a rollback returns to")
+    deploy.add_argument("--canary", metavar="WEIGHTS",
+                        help="move this percentage of the front door step by step, each step judged, e.g. "
+                             "10,50,100 (the last, 100, is the switch and the bake); a failed step goes back to 0%%")
+    deploy.add_argument("--step-seconds", type=float, metavar="S",
+                        help="how long each canary step (and the bake after it) is judged (default: bake.period)")
+    deploy.add_argument("--sticky", action="store_true",
+                        help="canary by client (X-Client-ID header or bluegreen_client cookie), not by request")
     watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
     watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
     return parser
@@ -68,6 +75,13 @@ def print_status(status: dict) -> None:
     if rollout:
         print(f"rollout: {rollout['version']} {rollout['source']} -> {rollout['target']}, {rollout['phase']} "
               f"(since {rollout['updated']}){' dry run' if rollout['dry_run'] else ''}")
+        if rollout.get("canary") and rollout.get("step") is not None:
+            print(f"canary: step {rollout['step'] + 1} of {len(rollout['canary'])} "
+                  f"({', '.join(map(str, rollout['canary']))}), {rollout['weight']}% on {rollout['target']}")
+    if status.get("canary", {}).get("weight"):
+        print(f"front door split: {status['canary']['weight']}% to {status['canary']['color']}")
+    if status.get("shadow", {}).get("sample"):
+        print(f"shadow: {status['shadow']['sample']}% of /predict mirrored to {status['shadow']['color']}")
     for warning in status["warnings"]:
         print(f"warning: {warning}")
     print(f"front door: {status['front_door']}   preview: {status['preview']}   "
@@ -164,10 +178,21 @@ def run(args) -> int:
         rows = controller.models()
         print(json.dumps(rows, indent=2)) if args.json else print_models(rows)
     elif args.command == "deploy":
+        from app.control.canary import parse_weights
         from app.control.deploy import Deployer
 
+        if (args.step_seconds is not None or args.sticky) and not args.canary:
+            raise ControllerError("--step-seconds and --sticky are canary options: add --canary 10,50,100")
+        if args.step_seconds is not None and not args.step_seconds > 0:
+            raise ControllerError(f"--step-seconds {args.step_seconds:g}: expected a positive number of seconds")
+        weights = parse_weights(args.canary) if args.canary else None
         result = Deployer(controller).deploy(args.version, dry_run=args.dry_run, force=args.force,
-                                             replace_idle=args.replace_idle)
+                                             replace_idle=args.replace_idle, canary=weights,
+                                             step_seconds=args.step_seconds, sticky=args.sticky)
+        if result.exposure is not None:
+            steps = "; ".join(f"{s['weight']}%: {s['verdict']}, {s['exposure']} requests" for s in result.canary)
+            say(f"canary exposure: {result.exposure} requests reached {result.version}" + (f" ({steps})" if steps
+                                                                                          else ""))
         if args.json:
             print(json.dumps(result.to_json(), indent=2))
         if not result.succeeded:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from app.artifacts.cards import read_card, verify_artifact
 from app.control import gates
 from app.control.bake import BakeMonitor, BakeOutcome, run_bake
+from app.control.config import BakeSettings
 from app.control.controller import Controller
 from app.control.processes import process_started
 from app.control.rollout import Action, GateResult, Phase, Rollout, RolloutState, Verdict
@@ -52,6 +53,8 @@ class DeployResult:
     message: str = ""
     steps: list[Step] = field(default_factory=list)
     bake: dict | None = None        # the bake's verdict, reason and the numbers of its last poll
+    canary: list[dict] = field(default_factory=list)   # each judged canary step: weight, verdict, exposure
+    exposure: int | None = None     # requests that reached the version during its canary steps
 
     @property
     def succeeded(self) -> bool:
@@ -62,7 +65,8 @@ class DeployResult:
                 "phase": self.phase.value, "outcome": self.phase.value, "reason": self.reason,
                 "message": self.message,
                 "steps": [{"step": s.name, "outcome": s.outcome, "reason": s.reason, "seconds": s.seconds}
-                          for s in self.steps]}
+                          for s in self.steps],
+                **({"canary": self.canary, "exposure": self.exposure} if self.exposure is not None else {})}
 
 
 class Deployer:
@@ -77,23 +81,32 @@ class Deployer:
         self.say = controller.say
         self.started = self.clock.monotonic()
 
-    def deploy(self, version: str, dry_run: bool = False, force: bool = False,
-               replace_idle: bool = False) -> DeployResult:
-        """Gate, load, gate, switch and bake ``version``; the result says how it ended."""
+    def deploy(self, version: str, dry_run: bool = False, force: bool = False, replace_idle: bool = False,
+               canary: list[int] | None = None, step_seconds: float | None = None,
+               sticky: bool = False) -> DeployResult:
+        """Gate, load, gate, switch and bake ``version``; the result says how it ended. With
+        ``canary`` (weights ending with 100), the switch is reached step by step instead
+        (``app/control/canary.py``), each step judged for ``step_seconds``."""
         self.started = self.clock.monotonic()
         with self.controller.locked(repair_rollout=force) as state:
             refusal = self._refusal(state, dry_run, force, replace_idle)
             if refusal:
                 raise ControllerError(f"refusing to deploy {version}: {refusal}")
             rollout = Rollout(version, source=state.active, target=state.idle, dry_run=dry_run, pid=os.getpid(),
-                              pid_started=process_started(os.getpid()))
+                              pid_started=process_started(os.getpid()), canary=list(canary or []))
             result = DeployResult(version, rollout.source, rollout.target, dry_run)
             state.rollout = rollout
             self.store.save(state)
             self._guarded(state, result, lambda: self._gate_load_switch(state, rollout, result))
-            if rollout.phase is not Phase.BAKING:
+            if rollout.phase not in (Phase.BAKING, Phase.CANARY):
                 return self._finish(state, result)
-        self._bake(rollout, result)
+        if rollout.phase is Phase.CANARY:
+            from app.control.canary import Canary
+
+            result.exposure = 0
+            Canary(self, step_seconds or self.config.bake.period, sticky).run(rollout, result)
+        else:
+            self._bake(rollout, result)
         return result
 
     def _refusal(self, state: RolloutState, dry_run: bool, force: bool, replace_idle: bool) -> str:
@@ -104,6 +117,10 @@ class Deployer:
         if interrupted and not force:
             return (f"{interrupted}; `bluegreen reconcile` ends it (traffic back on the stable version if it "
                     "had moved), or pass --force")
+        mirrored = self.controller.proxy.mirrored()
+        if mirrored:
+            return (f"a shadow mirrors {mirrored}% of /predict to {state.idle}; `bluegreen shadow stop` it first "
+                    "(a deploy would load or switch that color under it)")
         target = state.rollback_target()
         if dry_run and not replace_idle and target and state.versions[state.idle] == target:
             return (f"{state.idle} runs {target}, the version a rollback returns to; a dry run would replace it "
@@ -126,7 +143,8 @@ class Deployer:
         self.controller.record(Action.DEPLOY, rollout.phase.value, result.reason, version=rollout.version,
                                rollout=rollout.id, **{"from": rollout.source, "to": rollout.target,
                                                       "dry_run": rollout.dry_run},
-                               **({"bake": result.bake} if result.bake else {}))
+                               **({"bake": result.bake} if result.bake else {}),
+                               **({"exposure": result.exposure} if result.exposure is not None else {}))
         self.store.save(state)
         return result
 
@@ -194,10 +212,15 @@ class Deployer:
         if not self._gate(state, result, "gate: smoke evaluation through the preview door", self._smoke(card)):
             return
         if rollout.dry_run:
-            plan = (f"would switch {source} -> {target} ({version}), then bake {self.config.bake.period:g}s "
+            steps = f"canary {', '.join(f'{w}%' for w in rollout.canary)}, " if rollout.canary else ""
+            plan = (f"would {steps}switch {source} -> {target} ({version}), then bake {self.config.bake.period:g}s "
                     f"polling every {self.config.bake.interval:g}s")
             self._step(result, "plan", "dry run", plan)
             self._end(state, result, Phase.VERIFIED, "all gates passed", f"deploy {version}: dry run passed; {plan}")
+            return
+        if rollout.canary:  # the canary moves the share step by step, without the lock
+            rollout.advance(Phase.CANARY)
+            self.store.save(state)
             return
         rollout.advance(Phase.SWITCHING)
         self.store.save(state)
@@ -258,8 +281,21 @@ class Deployer:
             return f"the front door was moved away from {rollout.target} by another command"
         return ""
 
-    def _bake(self, rollout: Rollout, result: DeployResult) -> None:
-        settings = self.config.bake
+    # -- what the canary drives (app/control/canary.py) ------------------------------------------
+    def step(self, result: DeployResult, name: str, outcome: str, reason: str = "") -> None:
+        """Print and keep one step of the deploy."""
+        self._step(result, name, outcome, reason)
+
+    def finish(self, state: RolloutState, result: DeployResult) -> DeployResult:
+        """Record how the deploy ended and save the state (lock held)."""
+        return self._finish(state, result)
+
+    def bake(self, rollout: Rollout, result: DeployResult, settings: BakeSettings) -> None:
+        """The bake after a switch, with ``settings`` (a canary's step length)."""
+        self._bake(rollout, result, settings)
+
+    def _bake(self, rollout: Rollout, result: DeployResult, settings: BakeSettings | None = None) -> None:
+        settings = settings or self.config.bake
         monitor = BakeMonitor(self.runtime, rollout.target, rollout.version, settings, self.clock, self.say,
                               on_poll=lambda m: self.controller.note_failovers(rollout.source, m.other_probes))
 

@@ -81,6 +81,7 @@ class World:
     at: list[tuple[float, object]] = field(default_factory=list)   # (time, action) scheduled faults
     canary: tuple[str, int] | None = None   # (color, percent) a canary sends to the idle color
     mirror_percent: int = 0                 # the share of /predict a shadow mirrors
+    version_error_rates: dict[str, float] = field(default_factory=dict)  # a version's own 5xx share
 
     # -- runtime ------------------------------------------------------------------------------
     def start_color(self, color: str, version: str) -> None:
@@ -205,10 +206,13 @@ class World:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
-        color = self.colors[self.routed]
-        if color.version is not None and self.proxy_running:
-            color.requests += self.traffic * seconds
-            color.server_errors += self.traffic * seconds * self.error_rate
+        idle, share = self.split_share()
+        for name, part in ((self.routed, 1 - share / 100), (idle, share / 100)):
+            color = self.colors[name]
+            if color.version is not None and self.proxy_running and part:
+                color.requests += self.traffic * seconds * part
+                rate = self.version_error_rates.get(color.version, self.error_rate)
+                color.server_errors += self.traffic * seconds * part * rate
         for due, action in [a for a in self.at if a[0] <= self.now]:
             self.at.remove((due, action))
             action(self)
