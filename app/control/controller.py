@@ -332,6 +332,11 @@ class Controller:
                                       + (f" (nginx: {complaint})" if complaint else ""))
         self.wait_front_door(color, expected)
 
+    def serves(self, text: str) -> bool:
+        """Whether the front door reports the generation of config ``text`` right now."""
+        expected = generation_of(text) if self.proxy.serves_generations() else None
+        return bool(expected) and self.doors.front_generation() == expected
+
     def verify_or_restore(self, text: str, previous: str | None, color: str) -> None:
         """After a reload: check it took; otherwise put the previous config back, and say so."""
         try:
@@ -341,7 +346,11 @@ class Controller:
                 raise ControllerError(f"nginx did not take the new config: {exc}") from exc
             try:
                 self.proxy.apply(previous)
-                self.proxy.reload()
+                # nginx that refused the new config (a port it could not bind) still runs the
+                # previous one: putting the file back is enough, and a reload would only cost
+                # keep-alive clients a connection each. Otherwise reload the previous config.
+                if not self.serves(previous):
+                    self.proxy.reload()
                 self.verify_proxy(previous, color)
             except ControllerError as again:
                 raise ControllerError(f"nginx did not take the new config ({exc}), and the previous one could not "
