@@ -19,6 +19,7 @@ in the history with its verdict and its exposure: the requests the new version a
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -66,9 +67,10 @@ class Canary:
     def run(self, rollout: Rollout, result: DeployResult) -> None:
         """Every partial step, then the switch and the bake (no lock held while waiting)."""
         for step, weight in enumerate(rollout.canary[:-1]):
+            began = time.time()
             if not self._move(rollout, result, step, weight):
                 return
-            outcome, exposed = self._judge(rollout, step, weight)
+            outcome, exposed = self._judge(rollout, step, weight, began)
             self.exposure += exposed
             result.canary.append({"step": step + 1, "weight": weight, "verdict": outcome.verdict.value,
                                   "reason": outcome.reason, "exposure": exposed})
@@ -115,8 +117,9 @@ class Canary:
             return f"the front door was moved away from {rollout.source} by another command"
         return ""
 
-    def _judge(self, rollout: Rollout, step: int, weight: int) -> tuple[BakeOutcome, int]:
-        """The bake's monitor on the new color for the step; its exposure (requests meant for it)."""
+    def _judge(self, rollout: Rollout, step: int, weight: int, began: float | None = None) -> tuple[BakeOutcome, int]:
+        """The bake's monitor on the new color for the step; its exposure (requests meant for it
+        since ``began``, a time.time() taken before the share moved)."""
         monitor = BakeMonitor(self.deployer.runtime, rollout.target, rollout.version, self.settings,
                               self.deployer.clock, self.deployer.say,
                               on_poll=lambda m: self.controller.note_failovers(rollout.source, m.other_probes))
@@ -131,7 +134,10 @@ class Canary:
         except ControllerError as exc:  # the step could not observe the color: never a pass
             outcome = BakeOutcome(Verdict.FAIL, f"the canary could not go on: {exc}")
         numbers = outcome.numbers or (monitor.last.numbers if monitor.last else {})
-        exposed = int(numbers.get("requests", 0)) + int(numbers.get("failovers", 0))
+        # nginx's own count when it keeps one (a version that died took its counters with
+        # it); otherwise what the color answered and what was failed over for it.
+        logged = self.proxy.canary_requests(rollout.target, began) if began is not None else None
+        exposed = logged if logged is not None else int(numbers.get("requests", 0)) + int(numbers.get("failovers", 0))
         self.controller.record(Action.CANARY, OUTCOMES[outcome.verdict] if not outcome.preempted else "preempted",
                                outcome.reason, version=rollout.version, rollout=rollout.id, step=step + 1,
                                weight=weight, exposure=exposed, numbers=numbers)

@@ -77,6 +77,10 @@ class Proxy(Protocol):
     def mirrored(self) -> int:
         """The percentage of /predict mirrored to the idle color right now."""
 
+    def canary_requests(self, color: str, since: float) -> int | None:
+        """Front-door requests a canary sent to ``color`` since ``since`` (a time.time()), as
+        nginx logged them; None when the proxy keeps no such log here."""
+
     def down_reason(self) -> str:
         """Why the proxy cannot take a switch right now; "" when it can (or cannot be observed)."""
 
@@ -190,6 +194,25 @@ class NginxFiles:
         except FileNotFoundError:
             names = set()
         return idle, sum(f"{idle}-{bucket}" in names for bucket in BUCKETS)
+
+    def canary_requests(self, color: str, since: float) -> int | None:
+        """Lines of ``canary.log`` (see the template) for ``color`` at or after ``since``."""
+        try:
+            with open(self.dir / "canary.log", "rb") as log:
+                lines = log.read().splitlines()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise ControllerError(f"{self.dir / 'canary.log'}: {exc.strerror}") from exc
+        count = 0
+        for line in lines:
+            parts = line.split(b" ", 2)
+            try:
+                if len(parts) > 1 and parts[1].decode() == color and float(parts[0]) >= since:
+                    count += 1
+            except ValueError:
+                continue
+        return count
 
     def mirror(self, percent: int) -> None:
         if not 0 <= percent <= 100:
@@ -335,6 +358,9 @@ class LocalNginx:
     def mirrored(self) -> int:
         return self.files.mirrored()
 
+    def canary_requests(self, color: str, since: float) -> int | None:
+        return self.files.canary_requests(color, since)
+
 
 class CommandProxy:
     """An nginx container or a Kubernetes Service, driven by the configured commands.
@@ -439,3 +465,6 @@ class CommandProxy:
 
     def mirrored(self) -> int:
         return 0 if self.commands.route else self.files.mirrored()
+
+    def canary_requests(self, color: str, since: float) -> int | None:
+        return None if self.commands.route else self.files.canary_requests(color, since)

@@ -168,6 +168,9 @@ class World:
     def mirrored(self) -> int:
         return self.mirror_percent
 
+    def canary_requests(self, color: str, since: float) -> int | None:
+        return None  # no proxy log: the canary counts from the colors' own figures
+
     def down_reason(self) -> str:
         return "" if self.proxy_running else "nginx is not running (run `bluegreen up`)"
 
