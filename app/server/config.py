@@ -29,6 +29,8 @@ DEFAULTS = {
     # it is refused (403). /metrics is open unless METRICS_TOKEN is set.
     "FEEDBACK_TOKEN": "",
     "METRICS_TOKEN": "",
+    # Where the shadow report's records go ("": beside the Prometheus files, or in memory).
+    "RECORD_DIR": "",
 }
 
 # Environment variable -> (setting, converter).
@@ -41,6 +43,7 @@ ENVIRONMENT = {
     "PREDICTOR": ("PREDICTOR", str),
     "FEEDBACK_TOKEN": ("FEEDBACK_TOKEN", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str),
+    "RECORD_DIR": ("RECORD_DIR", str),
 }
 
 

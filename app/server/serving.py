@@ -5,6 +5,7 @@ The HTTP views in ``app/server/views.py`` stay thin; they parse, call one method
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from app.artifacts.cards import verify_artifact
 from app.errors import InvalidInput
 from app.server.metrics import Metrics
 from app.server.predictors import build_predictor
+from app.server.records import Recorder
 from app.server.validation import InputLimit
 
 
@@ -27,6 +29,7 @@ class ModelServer:
     predictor: object
     predictor_reason: str
     metrics: Metrics
+    records: Recorder
     started_at: float = field(default_factory=time.time)
     ready: threading.Event = field(default_factory=threading.Event)
     draining: threading.Event = field(default_factory=threading.Event)
@@ -36,7 +39,11 @@ class ModelServer:
         """Load and verify the configured version, build its predictor, warm it up."""
         card = verify_artifact(settings["MODELS_DIR"], settings["MODEL_VERSION"])
         predictor, reason = build_predictor(card, settings["MODELS_DIR"], settings["PREDICTOR"])
-        server = cls(settings, card, predictor, reason, Metrics())
+        metrics = Metrics()
+        # The records sit beside the color's metrics files unless told otherwise.
+        record_dir = settings["RECORD_DIR"] or (os.path.join(metrics.multiprocess_dir, "records")
+                                                if metrics.multiprocess_dir else None)
+        server = cls(settings, card, predictor, reason, metrics, Recorder(record_dir))
         server.warm_up()
         server.metrics.model_info.labels(server.version, server.color, predictor.name).set(1)
         return server

@@ -59,7 +59,10 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Color"] = srv.color
     response.headers["X-Request-ID"] = g.get("request_id", "")
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    if request.environ.get("HTTP_X_BLUEGREEN_SHADOW"):
+    shadow = bool(request.environ.get("HTTP_X_BLUEGREEN_SHADOW"))
+    if endpoint == "/predict" and (shadow or request.environ.get("HTTP_X_BLUEGREEN_RECORD")):
+        record_answer(srv, response.status_code, shadow)
+    if shadow:
         # A copy nginx mirrored from the front door: its answer is thrown away, and it is
         # nobody's traffic here (a later bake must not judge it): counted apart only.
         srv.metrics.shadow_requests.labels(str(response.status_code)).inc()
@@ -73,12 +76,21 @@ def finish_request(response: Response) -> Response:
     return response
 
 
+def record_answer(srv: ModelServer, status: int, shadow: bool) -> None:
+    """Keep this answer for the shadow report (app/server/records.py)."""
+    took = (time.perf_counter() - g.started) * 1000 if "started" in g else None
+    srv.records.append({"id": g.get("request_id", ""), "t": round(time.time(), 3), "status": status,
+                        "ms": None if took is None else round(took, 3), "predictions": g.get("predictions"),
+                        "version": srv.version, "shadow": shadow})
+
+
 @bp.post("/predict")
 def predict():
     srv = server()
     payload = read_payload(PREDICT_EXAMPLE)
     rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit)
     items = srv.predict(rows, single)
+    g.predictions = [item["prediction"] for item in items]
     if single:
         body = dict(items[0], version=srv.version, color=srv.color, request_id=g.request_id)
     else:
@@ -95,7 +107,13 @@ def feedback():
     payload = read_payload(FEEDBACK_EXAMPLE)
     rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit)
     labels = parse_labels(payload, single, len(rows), srv.class_names)
+    labelled = payload.get("request_id")
+    if labelled is not None and not (isinstance(labelled, str) and REQUEST_ID.match(labelled)):
+        raise InvalidInput('"request_id" must be the request_id a /predict answer gave (letters, digits, ".", '
+                           '"_" or "-", at most 128)')
     body = srv.record_feedback(rows, labels, single)
+    if labelled:  # the labels of that prediction, for the shadow report
+        srv.records.append({"id": labelled, "t": round(time.time(), 3), "labels": labels})
     body.update(version=srv.version, color=srv.color, request_id=g.request_id)
     return json_response(body)
 
@@ -128,6 +146,21 @@ def metrics():
         require_bearer(srv.settings["METRICS_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "GET /metrics",
                        "set METRICS_TOKEN")
     return Response(srv.metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/records")
+def records():
+    """The answers kept for the shadow report since ``?since=`` (a Unix time); never proxied."""
+    srv = server()
+    if srv.settings["METRICS_TOKEN"]:
+        require_bearer(srv.settings["METRICS_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "GET /records",
+                       "set METRICS_TOKEN")
+    try:
+        since = float(request.args.get("since", "0"))
+    except ValueError:
+        raise InvalidInput('"since" must be a Unix time in seconds') from None
+    return json_response({"color": srv.color, "version": srv.version, "dropped": srv.records.dropped,
+                          "records": srv.records.read(since)})
 
 
 @bp.get("/openapi.json")

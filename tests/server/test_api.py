@@ -226,3 +226,40 @@ def test_bad_input_is_counted_but_never_a_500(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'status="500"' not in text
     assert post(client, {"x": ROW}).status_code == 200
+
+
+def test_sampled_and_mirrored_answers_are_kept_for_the_shadow_report(client):
+    client.post("/predict", json={"x": ROW})                                          # not sampled: not kept
+    client.post("/predict", json={"x": ROW}, headers={"X-Bluegreen-Record": "1", "X-Request-ID": "req-1"})
+    client.post("/predict", json={"instances": [ROW, [6.7, 3.0, 5.2, 2.3]]},
+                headers={"X-Bluegreen-Shadow": "1", "X-Request-ID": "req-2"})
+    client.post("/predict", json={"x": [1]}, headers={"X-Bluegreen-Record": "1", "X-Request-ID": "req-3"})
+    assert post(client, {"x": ROW, "label": "setosa", "request_id": "req-1"}, path="/feedback").status_code == 200
+    records = client.get("/records").get_json()
+    assert records["color"] == "blue" and records["version"] == "v1.0.0" and records["dropped"] == 0
+    by_id = {(r["id"], "labels" in r): r for r in records["records"]}
+    assert set(by_id) == {("req-1", False), ("req-2", False), ("req-3", False), ("req-1", True)}
+    assert by_id[("req-1", False)]["predictions"] == ["setosa"] and by_id[("req-1", False)]["shadow"] is False
+    assert by_id[("req-2", False)]["predictions"] == ["setosa", "virginica"] and by_id[("req-2", False)]["shadow"]
+    assert by_id[("req-3", False)]["status"] == 400 and by_id[("req-3", False)]["predictions"] is None
+    assert by_id[("req-1", True)]["labels"] == ["setosa"]
+    assert all(r["ms"] >= 0 for r in records["records"] if "ms" in r)
+    later = client.get(f"/records?since={records['records'][-1]['t'] + 1}").get_json()["records"]
+    assert later == []
+
+
+@pytest.mark.parametrize("request_id", ["", "has space", "x" * 129, 7])
+def test_feedback_naming_a_request_needs_a_plain_request_id(client, request_id):
+    response = post(client, {"x": ROW, "label": "setosa", "request_id": request_id}, path="/feedback")
+    assert response.status_code == 400
+    assert '"request_id" must be the request_id a /predict answer gave' in response.get_json()["error"]
+
+
+def test_records_are_read_with_the_metrics_token_when_one_is_set(shipped_models):
+    app = create_app({"MODELS_DIR": str(shipped_models), "MODEL_VERSION": "v1.0.0",
+                      "METRICS_TOKEN": "metrics-token-0123456789"})
+    client = app.test_client()
+    assert client.get("/records").status_code == 401
+    assert client.get("/records", headers={"Authorization": "Bearer metrics-token-0123456789"}).status_code == 200
+    assert client.get("/records?since=soon", headers={"Authorization": "Bearer metrics-token-0123456789"}
+                      ).status_code == 400
