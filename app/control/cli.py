@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long each canary step (and the bake after it) is judged (default: bake.period)")
     deploy.add_argument("--sticky", action="store_true",
                         help="canary by client (X-Client-ID header or bluegreen_client cookie), not by request")
+    shadow = sub.add_parser("shadow", help="mirror a sample of /predict to a version on the idle color, and compare")
+    shadow_sub = shadow.add_subparsers(dest="shadow_command", required=True)
+    shadow_start = shadow_sub.add_parser("start", help="gate VERSION onto the idle color, then mirror a sample to it")
+    shadow_start.add_argument("version")
+    shadow_start.add_argument("--sample", type=int, default=100, metavar="PCT",
+                              help="percentage of the front door's /predict to mirror (default 100)")
+    shadow_report = shadow_sub.add_parser("report", help="both versions on the same requests, paired by request id")
+    shadow_report.add_argument("--json", action="store_true")
+    shadow_sub.add_parser("stop", help="stop mirroring (the report stays readable)")
     watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
     watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
     return parser
@@ -197,6 +206,17 @@ def run(args) -> int:
             print(json.dumps(result.to_json(), indent=2))
         if not result.succeeded:
             raise ControllerError(result.message)
+    elif args.command == "shadow":
+        from app.control.shadow import ShadowControl, describe
+
+        shadow = ShadowControl(controller)
+        if args.shadow_command == "start":
+            shadow.start(args.version, args.sample)
+        elif args.shadow_command == "stop":
+            shadow.stop()
+        else:
+            report = shadow.report()
+            print(json.dumps(report, indent=2)) if args.json else print(describe(report))
     elif args.command == "watch":
         from app.control.bake import watch
 
