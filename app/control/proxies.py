@@ -316,6 +316,9 @@ class LocalNginx:
         if self.pid():
             return
         self.pid_file.unlink(missing_ok=True)
+        # The shadow relay's socket (see the template) outlives a master killed with -9, and
+        # nginx cannot bind a socket file that exists; no nginx of this directory runs now.
+        (self.dir / "shadow.sock").unlink(missing_ok=True)
         result = self._run()
         if result.returncode != 0 or not self.pid():
             lines = result.stderr.strip().splitlines() or tail(self.error_log, 1) or ["no output"]

@@ -143,8 +143,8 @@ def test_the_generation_follows_the_settings(tmp_path):
 def test_front_and_preview_doors_use_the_marker(tmp_path):
     text = render(tmp_path, environ={"BLUEGREEN_PORT": "9080", "BLUEGREEN_PREVIEW_PORT": "9081"})
     assert "listen 127.0.0.1:9080;" in text and "listen 127.0.0.1:9081;" in text
-    # the front door, the preview door and the shadow relay (which sends to the idle color)
-    assert text.count("if (-f /srv/run/nginx/active-green)") == 3
+    # the front door (its active and its idle color), the preview door and the shadow relay
+    assert text.count("if (-f /srv/run/nginx/active-green)") == 4
     assert "proxy_next_upstream error timeout non_idempotent;" in text
     assert "server_tokens off;" in text
     assert "pid /srv/run/nginx/nginx.pid;" in text
