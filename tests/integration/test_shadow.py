@@ -94,6 +94,8 @@ def test_shadow_start_report_stop_under_load(stack):
     assert report["shadow"]["answers"] == report["paired"]
     assert report["labelled"]["rows"] == send.labelled > 0
     assert report["labelled"]["active_accuracy"] is not None and report["labelled"]["shadow_accuracy"] is not None
+    print(f"\nshadow: {sent} sent, {report['paired']} paired, agreement {report['agreement']:.4f} "
+          f"({report['agreement_low']:.4f}-{report['agreement_high']:.4f}), {report['labelled']['rows']} labelled")
     text = stack.cli("shadow", "report").stdout
     assert f"paired requests: {report['paired']} of {sent} sampled" in text and "agreement:" in text
     # The copies were answered by green, yet none of them is green's traffic.
