@@ -40,6 +40,14 @@ def probe(address: str, pid: int | None = None, timeout: float = 2.0) -> ServerP
         return ServerProbe(address, pid, False, None, "/health did not answer JSON")
 
 
+def serving_version(address: str) -> str:
+    """The model version a server at ``address`` answers /health with ("" when none does:
+    nothing listens, or a port-forward or ingress with no server behind it)."""
+    health = probe(address, timeout=1.0).health or {}
+    version = health.get("version")
+    return version if isinstance(version, str) else ""
+
+
 def accepts_connections(address: str, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections on ``host:port``."""
     host, port = address.rsplit(":", 1)

@@ -24,7 +24,7 @@ from app.artifacts.fsutil import atomic_write_bytes
 from app.control.commands import run_configured
 from app.control.config import COLORS, StackConfig, other_color
 from app.control.nginx_render import BUCKETS, render_config, render_context
-from app.control.probes import accepts_connections
+from app.control.probes import accepts_connections, serving_version
 from app.control.processes import (
     describe,
     holding_files_under,
@@ -409,8 +409,13 @@ class CommandProxy:
         return []
 
     def leftovers(self) -> list[str]:
+        # A front door still answering with a model server, not one that only accepts: an
+        # ingress or a port-forward keeps listening after the colors are gone.
         address = urlsplit(self.config.front_url()).netloc
-        return [address] if ":" in address and accepts_connections(address) else []
+        if ":" not in address or not accepts_connections(address):
+            return []
+        version = serving_version(address)
+        return [f"{address} (answering {version})"] if version else []
 
     def pid(self) -> int | None:
         return None

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
-from app.control.probes import ServerProbe, accepts_connections, probe
+from app.control.probes import ServerProbe, accepts_connections, probe, serving_version
 from app.control.processes import describe, listeners, live_pid, tail, terminate
 from app.control.tokens import server_environment
 from app.errors import ControllerError
@@ -197,5 +197,13 @@ class CommandRuntime:
         run_configured(self.runner, self.commands, "stop_color", color=color, version="")
 
     def leftovers(self) -> list[str]:
-        return [address for color in COLORS for address in self.config.probe_addresses(color)
-                if accepts_connections(address)]
+        # A model server still answering, not a port that accepts: a kubectl port-forward
+        # or an ingress keeps listening after the colors were scaled to zero.
+        left = []
+        for color in COLORS:
+            for address in self.config.probe_addresses(color):
+                if accepts_connections(address):
+                    version = serving_version(address)
+                    if version:
+                        left.append(f"{address} (a {color} server answering {version})")
+        return left
