@@ -17,6 +17,12 @@ from app.control.config import COLORS
 from app.errors import ControllerError, ModelLoadError
 
 
+def _positive_int(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bluegreen", description="Blue-green model deployments behind nginx.")
     parser.add_argument("--config", help="TOML config file (default: bluegreen.toml when present)")
@@ -37,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("reconcile", help="repair the record from what nginx serves (recorded in the history)")
     history = sub.add_parser("history", help="every switch, gate and deploy, with time, reason and outcome")
     history.add_argument("--json", action="store_true")
-    history.add_argument("--limit", type=int, help="only the last N events")
+    history.add_argument("--limit", type=_positive_int, help="only the last N events")
     register = sub.add_parser("register",
                               help="add an iris classifier (a skops file, or joblib with --trust-pickle) as a version")
     register.add_argument("version", help="vMAJOR.MINOR.PATCH")
@@ -109,11 +115,11 @@ def print_status(status: dict) -> None:
 
 def describe_event(e: dict) -> str:
     if "from_version" in e:
-        return f"{e['from']} ({e['from_version']}) -> {e['to']} ({e['to_version']})"
+        return f"{e.get('from')} ({e['from_version']}) -> {e.get('to')} ({e.get('to_version')})"
     if e["action"] == "gate":
-        return f"{e['version']}: {e['gate']}"
+        return f"{e.get('version')}: {e.get('gate')}"
     if e["action"] == "deploy":
-        return f"{e['version']} to {e['to']}" + (" (dry run)" if e.get("dry_run") else "")
+        return f"{e.get('version')} to {e.get('to')}" + (" (dry run)" if e.get("dry_run") else "")
     if "to" in e:
         return f"{e.get('from', '-')} -> {e['to']}"
     return ", ".join(f"{k} {v}" for k, v in e.items() if k not in ("time", "action", "outcome", "reason"))
@@ -180,7 +186,8 @@ def run(args) -> int:
     elif args.command == "register":
         from app.control.offline import run_training
 
-        print(run_training(config.models_dir, "register", args.version, args.model_file,
+        # The training process runs in the project's directory: name the file from here.
+        print(run_training(config.models_dir, "register", args.version, os.path.abspath(args.model_file),
                            *(["--json"] if args.json else []), *(["--trust-pickle"] if args.trust_pickle else [])),
               end="")
     elif args.command == "models":

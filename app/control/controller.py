@@ -93,6 +93,7 @@ class Controller:
         """Hold the controller lock; yield the state, reconciled with what is observed."""
         with self.store.locked(self.config.switch.lock_timeout):
             state = self.read_state()
+            self.store.check_writable()
             self.reconcile_locked(state, repair_rollout)
             yield state
 
@@ -523,6 +524,9 @@ class Controller:
         if target is None:
             serving = state.versions[state.active]
             raise ControllerError(f"nothing to roll back to: {serving} is the only promoted version")
+        down = self.proxy.down_reason()
+        if down and not force:  # refuse before loading anything: the switch could not happen
+            raise ControllerError(f"refusing to roll back: {down}; traffic stays on {state.active}")
         leaving = state.active
         entry = self.roll_back_to(state, target, reason, automatic=automatic, force=force, since=since)
         rollout = state.rollout

@@ -113,6 +113,9 @@ class Deployer:
         busy = self.controller.running_rollout(state)
         if busy:
             return f"{busy}; wait for it, or `bluegreen abort` it"
+        down = self.controller.proxy.down_reason()
+        if down:  # before anything is loaded: the smoke gate and the switch both need nginx
+            return down
         interrupted = self.controller.interrupted(state)
         if interrupted and not force:
             return (f"{interrupted}; `bluegreen reconcile` ends it (traffic back on the stable version if it "

@@ -151,6 +151,15 @@ class Rollout:
         for name in ("version", "source", "target", "id"):
             if not isinstance(getattr(rollout, name), str):
                 raise TypeError(f"rollout.{name} must be a string")
+        for name in ("pid", "pid_started", "step"):
+            value = getattr(rollout, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise TypeError(f"rollout.{name} must be a whole number")
+        if not (isinstance(rollout.weight, int) and not isinstance(rollout.weight, bool)
+                and 0 <= rollout.weight <= 100):
+            raise TypeError("rollout.weight must be a whole percentage")
+        if not isinstance(rollout.reasons, list) or not all(isinstance(r, str) for r in rollout.reasons):
+            raise TypeError("rollout.reasons must list strings")
         return rollout
 
 
@@ -212,7 +221,11 @@ class RolloutState:
     @classmethod
     def from_json(cls, data: dict) -> RolloutState:
         """Rebuild the state; a missing key or a wrong type raises KeyError, TypeError or ValueError."""
-        state = cls(active=data["active"], previous=data["previous"], versions=dict(data["versions"]),
+        active, previous = data["active"], data["previous"]
+        for key, kind in (("versions", dict), ("promoted", list), ("rejected", list), ("rollout", (dict, type(None)))):
+            if not isinstance(data[key], kind):
+                raise TypeError(f"{key} has the wrong type ({type(data[key]).__name__})")
+        state = cls(active=active, previous=previous, versions=dict(data["versions"]),
                     promoted=list(data["promoted"]), rejected=list(data["rejected"]),
                     rollout=Rollout.from_json(data["rollout"]) if data["rollout"] is not None else None)
         for color in (state.active, state.previous):

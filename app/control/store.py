@@ -43,16 +43,21 @@ class StateStore:
 
     def _raw(self) -> dict | None:
         try:
-            text = self.path.read_text()
+            if self.path.exists() and not self.path.is_file():
+                raise ControllerError(f"{self.path}: not a regular file; move it aside and run `bluegreen up`")
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise ControllerError(f"{self.path}: cannot read the state ({exc.strerror})") from exc
         try:
-            data = json.loads(text)
+            data = json.loads(text.decode("utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-        except ValueError as exc:
+        except RecursionError as exc:
+            raise ControllerError(f"{self.path}: unreadable state (nested too deeply); move it aside and run "
+                                  "`bluegreen up`, which records what it finds") from exc
+        except ValueError as exc:  # JSON errors and bytes that are not UTF-8 alike
             raise ControllerError(f"{self.path}: unreadable state ({exc}); move it aside and run `bluegreen up`, "
                                   "which records what it finds") from exc
         return data
@@ -62,11 +67,15 @@ class StateStore:
         data = self._raw()
         if data is None:
             return RolloutState(versions=dict(default_versions))
-        if data.get("format") == 2:
+        fmt = data.get("format")
+        if fmt == 2:
             data = _from_format_2(data)
-        elif data.get("format") != 3:
-            self._legacy_history = list(data.get("history") or [])
+        elif fmt in (None, 1):
+            self._legacy_history = [e for e in data.get("history") or [] if isinstance(e, dict)]
             data = _from_format_1(data)
+        elif fmt != 3:
+            raise ControllerError(f"{self.path}: state format {fmt!r} is not one this bluegreen reads (1 to 3); "
+                                  "it is left as it is: use the bluegreen that wrote it, or move it aside")
         try:
             return RolloutState.from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -148,6 +157,22 @@ class StateStore:
         except OSError as exc:
             raise ControllerError(f"{self.history_path}: cannot write the history ({exc.strerror})") from exc
 
+    def check_writable(self) -> None:
+        """Fail now, before a command changes anything, if its outcome could not be recorded."""
+        for path in (self.history_path, self.path):
+            try:
+                if path.exists() and not path.is_file():
+                    raise ControllerError(f"{path}: not a regular file, so nothing could be recorded; move it "
+                                          "aside (nothing was changed)")
+                if path.exists():  # opened to append, nothing written; a missing file needs the directory
+                    os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            except OSError as exc:
+                raise ControllerError(f"{path}: cannot be written ({exc.strerror}), so nothing could be recorded; "
+                                      "nothing was changed") from exc
+        if not os.access(self.run_dir, os.W_OK):
+            raise ControllerError(f"{self.run_dir}: cannot be written, so nothing could be recorded; nothing was "
+                                  "changed")
+
     def _rotated(self, n: int) -> Path:
         return self.history_path.with_name(f"{self.history_path.name}.{n}")
 
@@ -160,19 +185,25 @@ class StateStore:
 
     def history(self, limit: int | None = None) -> list[dict]:
         """The recorded events, oldest first (the last ``limit`` when given); never writes."""
-        entries: list[dict] = list((self._raw() or {}).get("history") or [])
+        try:  # a format-1 state kept its history inline; a broken state file has none to give
+            inline = (self._raw() or {}).get("history") or []
+        except ControllerError:
+            inline = []
+        entries: list[dict] = [e for e in inline if _is_event(e)] if isinstance(inline, list) else []
         for path in [self._rotated(n) for n in range(self.history_keep, 0, -1)] + [self.history_path]:
             try:
-                lines = path.read_text().splitlines()
+                lines = path.read_bytes().splitlines()
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 raise ControllerError(f"{path}: cannot read the history ({exc.strerror})") from exc
             for line in lines:
                 try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by a crash mid-write is skipped, not fatal
+                    entry = json.loads(line.decode("utf-8"))
+                except (ValueError, RecursionError):
+                    continue  # a line cut short by a crash mid-write (or not ours) is skipped, not fatal
+                if _is_event(entry):
+                    entries.append(entry)
         return entries[-limit:] if limit else entries
 
     # -- lock -----------------------------------------------------------------------------
@@ -222,3 +253,9 @@ def _from_format_2(data: dict) -> dict:
     stable = data.get("stable")
     return {**{k: v for k, v in data.items() if k != "stable"}, "promoted": [stable] if stable else [],
             "rejected": [], "rollout": rollout}
+
+
+def _is_event(entry) -> bool:
+    """A history line the commands can show: an object with an action and an outcome."""
+    return (isinstance(entry, dict) and isinstance(entry.get("action"), str)
+            and isinstance(entry.get("outcome"), str))

@@ -108,6 +108,9 @@ def test_register_prints_one_summary_line_and_the_card_with_json(config, shipped
                              f"none (served by scikit-learn); card {models}/iris_model_v3.0.0.json\n")
     again = bluegreen("--config", str(config), "register", "v3.0.1", str(tmp_path / "m.skops"), "--json")
     assert json.loads(again.stdout)["version"] == "v3.0.1"
+    # A relative path names the file from where the command runs, not the project's directory.
+    relative = bluegreen("--config", str(config), "register", "v3.0.2", "m.skops", cwd=tmp_path)
+    assert relative.returncode == 0, relative.stderr
 
 
 def test_lint_fails_when_the_controller_imports_the_server(tmp_path):

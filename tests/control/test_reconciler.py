@@ -110,6 +110,19 @@ def test_a_switch_is_refused_when_the_target_or_the_proxy_is_down(controller, wo
     assert reason in events(controller, "switch")[-1]["reason"]
 
 
+@pytest.mark.parametrize("command", ["deploy", "rollback"])
+def test_with_nginx_down_deploy_and_rollback_load_nothing_before_refusing(controller, world, command):
+    world.traffic = 20
+    Deployer(controller).deploy("v1.2.0")                 # v1.2.0 promoted on green, v1.0.0 warm on blue
+    world.stop_color("blue")                              # a rollback would have to load v1.0.0 again
+    world.stop()
+    world.log.clear()
+    before = controller.read_state().versions
+    with pytest.raises(ControllerError, match="nginx is not running"):
+        Deployer(controller).deploy("v1.1.0") if command == "deploy" else controller.rollback()
+    assert world.log == [] and controller.read_state().versions == before
+
+
 def test_an_unconfirmed_switch_puts_the_route_back(controller, world):
     world.front_answers = False
     with pytest.raises(ControllerError, match=r"switch to green not confirmed .*; traffic back on blue"):
@@ -513,6 +526,16 @@ def test_watch_does_not_roll_back_a_color_that_recovered(controller, world):
     assert watch(controller, duration=8) == 0
     assert world.routed == "blue"
     assert events(controller)[-1]["outcome"] == "recovered"
+
+
+def test_a_switch_whose_outcome_could_not_be_recorded_moves_no_traffic(controller, world):
+    controller.up()
+    history = controller.store.history_path
+    history.unlink()
+    history.mkdir()
+    with pytest.raises(ControllerError, match="nothing could be recorded; move it aside"):
+        controller.switch("green")
+    assert world.routed == "blue" and controller.read_state().active == "blue"
 
 
 def test_watch_forgets_a_failed_poll_once_the_color_answers_again(controller, world):

@@ -49,9 +49,16 @@ def test_state_round_trips_with_its_rollout(tmp_path):
     (json.dumps({**GOOD, "versions": 3}), "unreadable state ("),
     (json.dumps({**GOOD, "promoted": [1]}), "unreadable state (promoted and rejected must list version strings)"),
     (json.dumps({**GOOD, "rollout": {"version": "v1"}}), "unreadable state (missing key 'source')"),
+    (json.dumps({**GOOD, "promoted": "v1.2.0"}), "unreadable state (promoted has the wrong type (str))"),
+    (json.dumps({**GOOD, "rollout": [1, 2]}), "unreadable state (rollout has the wrong type (list))"),
+    ("[" * 100_000 + "]" * 100_000, "unreadable state (nested too deeply)"),
+    (b"\xff\xfe{}", "unreadable state ("),
 ])
 def test_an_unreadable_record_is_one_clear_line(tmp_path, content, error):
-    (tmp_path / "state.json").write_text(content)
+    if isinstance(content, bytes):
+        (tmp_path / "state.json").write_bytes(content)
+    else:
+        (tmp_path / "state.json").write_text(content)
     with pytest.raises(ControllerError) as caught:
         StateStore(tmp_path).read(VERSIONS)
     assert error in str(caught.value) and "\n" not in str(caught.value)
@@ -88,6 +95,35 @@ def test_history_is_an_append_only_log_that_rotates(tmp_path):
     assert 3 <= len(kept) < 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.jsonl", "history.jsonl.1", "history.jsonl.2"]
     assert [e["reason"] for e in store.history(limit=2)] == ["switch 18", "switch 19"]
+
+
+def test_a_state_of_a_format_this_version_does_not_know_is_refused_and_left_as_it_is(tmp_path):
+    text = json.dumps({**GOOD, "format": 4, "promoted": ["v1.0.0", "v1.2.0"]})
+    (tmp_path / "state.json").write_text(text)
+    with pytest.raises(ControllerError, match="state format 4 is not one this bluegreen reads"):
+        StateStore(tmp_path).read(VERSIONS)
+    assert (tmp_path / "state.json").read_text() == text
+
+
+def test_history_lines_that_are_not_events_are_skipped_and_a_broken_state_does_not_hide_the_history(tmp_path):
+    store = StateStore(tmp_path)
+    store.append(Event(Action.UP, "succeeded"))
+    with open(tmp_path / "history.jsonl", "ab") as handle:
+        for line in (b"\xff\xfe not utf-8", b"[" * 50_000 + b"]" * 50_000, b"[1, 2, 3]", b'"a string"', b"{}",
+                     b'{"action": 3, "outcome": "x"}'):
+            handle.write(line + b"\n")
+    store.append(Event(Action.DOWN, "succeeded"))
+    (tmp_path / "state.json").write_text("{half")
+    assert [e["action"] for e in store.history()] == ["up", "down"]
+
+
+def test_nothing_is_changed_when_the_outcome_could_not_be_recorded(tmp_path):
+    store = StateStore(tmp_path)
+    store.append(Event(Action.UP, "succeeded"))
+    (tmp_path / "history.jsonl").unlink()
+    (tmp_path / "history.jsonl").mkdir()
+    with pytest.raises(ControllerError, match="history.jsonl: not a regular file, so nothing could be recorded"):
+        store.check_writable()
 
 
 def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
