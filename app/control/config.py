@@ -91,6 +91,26 @@ def _rate(value) -> str:
     return "" if NGINX_RATE.match(value) else "must be an nginx rate such as \"10r/s\" or \"60r/m\""
 
 
+HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]{2,45}\]$")
+
+
+def _host(value) -> str:
+    """A host name or an IP address: the text goes into nginx's config as it is."""
+    return "" if HOST.match(value) else "must be a host name or an IP address (such as 127.0.0.1)"
+
+
+def _host_or_empty(value) -> str:
+    return _host(value) if value else ""
+
+
+def _addresses(values) -> str:
+    for value in values:
+        host, _, port = value.rpartition(":")
+        if not host or _host(host) or not port.isascii() or not port.isdigit() or _port(int(port)):
+            return f"has {value!r}: each must be host:port (a host name or an IP address, a port 1-65535)"
+    return ""
+
+
 def _failure_policy(value) -> str:
     return "" if value in ("other-color", "fail") else "must be \"other-color\" or \"fail\""
 
@@ -124,7 +144,7 @@ class NginxSettings:
     # Where nginx sees its files and which address it listens on, when it does not run
     # here (a container mounting <run_dir>/nginx); empty: the local paths and `host`.
     proxy_dir: str = ""
-    listen_host: str = ""
+    listen_host: str = check(_host_or_empty, "")
     # -- the trust boundary (docs/adr/0011-trust-boundary.md): slow or abusive clients must
     # not starve the rest. 0 worker processes means one per core ("auto").
     worker_processes: int = check(_not_negative, 0)
@@ -149,9 +169,9 @@ class ColorSettings:
     ports: tuple[int, ...] = check(_ports)
     version: str = ""
     # The upstream addresses nginx uses (default: host:port for each port).
-    servers: tuple[str, ...] = ()
+    servers: tuple[str, ...] = check(_addresses, ())
     # The addresses the controller checks (default: the same as servers).
-    probe: tuple[str, ...] = ()
+    probe: tuple[str, ...] = check(_addresses, ())
 
 
 @dataclass(frozen=True)
@@ -437,6 +457,8 @@ def load_config(path: str | None = None, environ=None) -> StackConfig:
     _apply_environment(table, environ)
     for key in ("run_dir", "models_dir", "host"):
         _convert(table[key], str, key)
+    if _host(table["host"]):
+        raise ConfigError(f"config: host {_host(table['host'])}, not {table['host']!r}")
     config = StackConfig(
         run_dir=(base / table["run_dir"]).resolve(),
         models_dir=(base / table["models_dir"]).resolve(),

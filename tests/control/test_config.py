@@ -53,6 +53,11 @@ def test_an_integer_is_accepted_where_a_number_is_expected(tmp_path):
     ("[gunicorn]\nkeepalive = 3\n", "config: nginx.upstream_keepalive_timeout (4s) must be below gunicorn.keepalive"),
     ('[runtime]\nkind = "commands"\n', 'config: runtime.commands.start_color must be set when runtime.kind is'),
     ("not toml [", "invalid TOML"),
+    # Addresses go into nginx's config as they are: nothing but a host (and a port) is let through.
+    ('host = "127.0.0.1:19599; return 200 pwned; #"\n', "config: host must be a host name or an IP address"),
+    ('[nginx]\nlisten_host = "0.0.0.0 reuseport"\n', "config: nginx.listen_host must be a host name or an IP"),
+    ('[colors.blue]\nports = [1]\nservers = ["127.0.0.1:1; }"]\n', "config: colors.blue.servers has '127.0.0.1:1; }'"),
+    ('[colors.green]\nports = [2]\nprobe = ["nohost"]\n', "config: colors.green.probe has 'nohost': each must be"),
 ])
 def test_a_bad_setting_is_refused_at_load_with_the_key_named(tmp_path, toml, error):
     with pytest.raises(ConfigError) as caught:
@@ -68,6 +73,12 @@ def test_a_bad_setting_is_refused_at_load_with_the_key_named(tmp_path, toml, err
 def test_a_bad_environment_override_is_refused(tmp_path, name, value, error):
     with pytest.raises(ConfigError, match=error):
         load(tmp_path, environ={name: value})
+
+
+def test_a_host_from_the_environment_is_checked_too(tmp_path):
+    with pytest.raises(ConfigError, match="config: host must be a host name or an IP address"):
+        load(tmp_path, environ={"BLUEGREEN_HOST": "127.0.0.1 x"})
+    assert load(tmp_path, environ={"BLUEGREEN_HOST": "localhost"}).host == "localhost"
 
 
 def test_environment_overrides_ports(tmp_path):
