@@ -90,7 +90,8 @@ def print_status(status: dict) -> None:
     if rollout:
         print(f"rollout: {rollout['version']} {rollout['source']} -> {rollout['target']}, {rollout['phase']} "
               f"(since {rollout['updated']}){' dry run' if rollout['dry_run'] else ''}")
-        if rollout.get("canary") and rollout.get("step") is not None:
+        ended = rollout["phase"] in ("promoted", "rolled-back", "aborted", "degraded", "verified")
+        if rollout.get("canary") and rollout.get("step") is not None and not ended:
             print(f"canary: step {rollout['step'] + 1} of {len(rollout['canary'])} "
                   f"({', '.join(map(str, rollout['canary']))}), {rollout['weight']}% on {rollout['target']}")
     if status.get("canary", {}).get("weight"):

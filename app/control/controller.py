@@ -364,6 +364,9 @@ class Controller:
             text = self.proxy.render()
             previous = self.proxy.live_config()
             if not self.proxy.apply(text):
+                down = self.proxy.down_reason()
+                if down:
+                    raise ControllerError(f"nginx config unchanged, but {down}")
                 return "nginx config unchanged; nothing to reload"
             if self.proxy.down_reason():
                 outcome = "nginx config replaced (nginx is not running)"

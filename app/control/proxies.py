@@ -322,7 +322,9 @@ class LocalNginx:
         result = self._run()
         if result.returncode != 0 or not self.pid():
             lines = result.stderr.strip().splitlines() or tail(self.error_log, 1) or ["no output"]
-            raise ControllerError(f"nginx did not start: {lines[-1]}")
+            ports = (self.config.nginx.port, self.config.nginx.preview_port)
+            held = [f"port {port} is held by {describe(pid)}" for port in ports for pid, _ in listeners(port)]
+            raise ControllerError(f"nginx did not start: {lines[-1]}" + (f" ({'; '.join(held)})" if held else ""))
 
     def reload(self) -> None:
         """Graceful reload: nginx re-tests the config and keeps the old one if it fails."""

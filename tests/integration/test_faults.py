@@ -210,6 +210,22 @@ def test_up_refuses_a_stand_in_server_on_a_color_port_and_down_says_it_still_lis
         stack.down()
 
 
+def test_up_names_the_process_holding_the_front_door_port(models_dir, tmp_path):
+    stack = Stack(tmp_path, models_dir)
+    holder = subprocess.Popen([str(VENV_BIN / "python"), "-m", "http.server", "--bind", "127.0.0.1", str(stack.port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _connects(stack.port), what="the port holder")
+        up = stack.cli("up", check=False)
+        assert up.returncode == 1 and up.stderr.count("\n") == 1
+        assert "nginx did not start: " in up.stderr
+        assert f"port {stack.port} is held by pid {holder.pid}" in up.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+        stack.down()
+
+
 # -- 7. a reload nginx does not apply --------------------------------------------------------
 def test_a_reload_onto_a_taken_port_is_undone_and_fails(stack):
     holder = subprocess.Popen([str(VENV_BIN / "python"), "-m", "http.server", "--bind", "127.0.0.1",
@@ -252,6 +268,14 @@ def test_a_template_that_lost_the_routing_rule_is_undone_and_fails(stack):
     assert "the front door is not answered by green" in result.stderr
     assert "the previous config is back in place and serving" in result.stderr
     assert stack.front_color() == "green"
+
+
+def test_a_reload_with_nginx_down_says_so_and_fails(stack):
+    os.kill(stack.status()["nginx_pid"], signal.SIGQUIT)
+    wait_until(lambda: stack.status()["nginx_pid"] is None, what="nginx to stop")
+    result = stack.cli("reload", check=False)
+    assert result.returncode == 1
+    assert result.stderr == "bluegreen: nginx config unchanged, but nginx is not running (run `bluegreen up`)\n"
 
 
 # -- 8. a frozen (SIGSTOP) active color ------------------------------------------------------
