@@ -90,6 +90,9 @@ class Deployer:
         self.started = self.clock.monotonic()
         with self.controller.locked(repair_rollout=force) as state:
             refusal = self._refusal(state, dry_run, force, replace_idle)
+            if not refusal and not force and version == state.versions[state.active]:
+                refusal = (f"{state.active} already serves {version}; deploying it again would run it on both colors "
+                           "(pass --force to do that)")
             if refusal:
                 raise ControllerError(f"refusing to deploy {version}: {refusal}")
             rollout = Rollout(version, source=state.active, target=state.idle, dry_run=dry_run, pid=os.getpid(),

@@ -248,7 +248,7 @@ def test_a_deploy_over_commands_is_promoted(controller, world):
     thread = threading.Thread(target=traffic, daemon=True)
     thread.start()
     try:
-        result = Deployer(controller).deploy("v1.0.0")
+        result = Deployer(controller).deploy("v1.0.0", force=True)  # the active version: both colors then run it
     finally:
         stop.set()
         thread.join()
@@ -262,7 +262,7 @@ def test_a_deploy_blocked_by_the_smoke_gate_leaves_traffic_where_it_was(controll
     controller.up()
     world.log.clear()
     world._answers = lambda version: {}  # the new color answers null for every row
-    result = Deployer(controller).deploy("v1.0.0")
+    result = Deployer(controller).deploy("v1.0.0", force=True)  # the active version: both colors then run it
     assert result.phase is Phase.ABORTED
     assert "blocked by gate: smoke evaluation through the preview door: smoke accuracy 0.0000" in result.message
     assert world.log == ["routed", "stop green", "start green v1.0.0"]
@@ -272,7 +272,7 @@ def test_a_deploy_blocked_by_the_smoke_gate_leaves_traffic_where_it_was(controll
 def test_a_failing_start_command_aborts_the_deploy_and_traffic_stays(controller, world):
     controller.up()
     world.fail.add("start")
-    result = Deployer(controller).deploy("v1.0.0")
+    result = Deployer(controller).deploy("v1.0.0", force=True)  # the active version: both colors then run it
     assert result.phase is Phase.ABORTED
     assert result.message.startswith("`start green v1.0.0` exited 1: start: simulated failure; traffic stays on blue")
     assert world.routed == "blue"

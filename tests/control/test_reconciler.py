@@ -110,6 +110,12 @@ def test_a_switch_is_refused_when_the_target_or_the_proxy_is_down(controller, wo
     assert reason in events(controller, "switch")[-1]["reason"]
 
 
+def test_a_deploy_of_the_version_already_serving_is_refused_without_force(controller, world):
+    with pytest.raises(ControllerError, match="blue already serves v1.0.0; deploying it again would run it on both"):
+        Deployer(controller).deploy("v1.0.0")
+    assert world.log == [] and controller.read_state().versions["green"] == "v1.1.0"
+
+
 @pytest.mark.parametrize("command", ["deploy", "rollback"])
 def test_with_nginx_down_deploy_and_rollback_load_nothing_before_refusing(controller, world, command):
     world.traffic = 20

@@ -313,7 +313,7 @@ def test_a_deploy_loads_the_idle_color_gates_it_switches_and_bakes(controller, c
     controller.switch("blue")
     cluster.log.clear()
     with Clients(cluster, shipped_models):
-        result = Deployer(controller).deploy("v1.0.0")   # onto green, which serves v1.1.0
+        result = Deployer(controller).deploy("v1.0.0", force=True)   # onto green, which serves v1.1.0
     assert result.phase is Phase.PROMOTED, result.message
     assert cluster.log == [
         ROUTED,
