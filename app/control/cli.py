@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--dry-run", action="store_true", help="run the gates and print the plan; do not switch")
     deploy.add_argument("--json", action="store_true", help="print a machine-readable result on stdout")
     deploy.add_argument("--force", action="store_true",
-                        help="start even over a rollout whose deploy was interrupted (it is ended first)")
+                        help="start even over a rollout whose deploy was interrupted (it is ended first), or "
+                             "deploy the version the active color already serves")
     deploy.add_argument("--replace-idle", action="store_true",
                         help="let a dry run replace the version a rollback returns to")
     deploy.add_argument("--canary", metavar="WEIGHTS",
