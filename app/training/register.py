@@ -101,10 +101,23 @@ def load_pickle(path: Path):
         raise ModelLoadError(f"{path}: not a joblib file ({type(exc).__name__}: {exc})") from exc
 
 
+# How a pickle (protocol 2 and later), or a joblib file (a pickle, or one compressed by zlib, gzip,
+# bz2, xz, lzma or lz4, or joblib's old zfile), begins.
+PICKLE_STARTS = (b"\x80", b"x", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00\x00", b"\x04\x22\x4d\x18", b"ZF")
+
+
+def looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return head.startswith(PICKLE_STARTS)
+
+
 def read_model(model_file: Path, trust_pickle: bool = False) -> tuple[object, dict]:
     """The model in ``model_file`` and how it was read (for the card)."""
     if is_skops_file(model_file):
         return load_skops(model_file), {"format": "skops", "file": model_file.name}
+    if not trust_pickle and not looks_like_pickle(model_file):
+        raise ModelLoadError(f"{model_file}: neither a skops file nor a pickle (joblib) file")
     if not trust_pickle:
         raise ModelLoadError(f"{model_file} {PICKLE_REFUSED}")
     return load_pickle(model_file), {"format": "pickle", "file": model_file.name, "trusted_by": "--trust-pickle"}
@@ -116,8 +129,10 @@ def register_version(version: str, model_file: Path, models_dir: Path, trust_pic
     if card_path(models_dir, version).exists():
         raise ModelLoadError(f"version {version} already exists in {models_dir}")
     model_file = Path(model_file)
-    if not model_file.is_file():
+    if not model_file.exists():
         raise ModelLoadError(f"{model_file}: no such file")
+    if not model_file.is_file():
+        raise ModelLoadError(f"{model_file}: not a regular file")
     model, source = read_model(model_file, trust_pickle)
     return save_version(model, version, models_dir, source=source)
 

@@ -82,6 +82,28 @@ def test_trust_pickle_loads_a_joblib_file_and_says_so(models_dir, tmp_path):
     assert card["source"] == {"format": "pickle", "file": "lr.joblib", "trusted_by": "--trust-pickle"}
 
 
+@pytest.mark.parametrize("compress", [0, 3, ("gzip", 3), ("bz2", 3), ("lzma", 3), ("xz", 3)])
+def test_every_joblib_compression_is_recognised_as_a_pickle(models_dir, tmp_path, compress):
+    path = tmp_path / "lr.joblib"
+    joblib.dump(fitted(LogisticRegression(max_iter=1000)), path, compress=compress)
+    with pytest.raises(ModelLoadError, match="is a pickle \\(joblib\\) file, and unpickling runs"):
+        register_version("v3.0.0", path, models_dir)
+
+
+@pytest.mark.parametrize("content, error", [
+    ('run_dir = ".run"\n', "neither a skops file nor a pickle"),
+    (None, "not a regular file"),
+])
+def test_a_file_that_is_no_model_is_named_for_what_it_is(models_dir, tmp_path, content, error):
+    path = tmp_path / "bluegreen.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(ModelLoadError, match=error):
+        register_version("v3.0.0", path, models_dir)
+
+
 @pytest.mark.parametrize("make", [
     lambda: RandomForestClassifier(n_estimators=5, random_state=0),
     lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
