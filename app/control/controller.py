@@ -111,7 +111,8 @@ class Controller:
         rollout = state.rollout
         if rollout is None or not rollout.phase.running or process_alive(rollout.pid, rollout.pid_started):
             return ""
-        return f"the deploy of {rollout.version} (pid {rollout.pid}) ended while {rollout.phase.value}"
+        doing = "in a canary step" if rollout.phase is Phase.CANARY else f"while {rollout.phase.value}"
+        return f"the deploy of {rollout.version} (pid {rollout.pid}) ended {doing}"
 
     def running_rollout(self, state: RolloutState) -> str:
         """A description of a rollout whose deploy is still running; "" when none is."""
