@@ -122,3 +122,15 @@ def test_the_bake_statistics_have_documented_defaults(tmp_path):
     assert (bake.confidence, bake.require_labels, bake.accuracy_drop, bake.min_requests) == (0.99, True, 0.10, 50)
     assert (bake.max_slow_rate, bake.slow_request_ms) == (0.01, 250.0)
     assert load(tmp_path, "[bake]\nrequire_labels = false\n").bake.require_labels is False
+
+
+def test_the_readme_config_example_loads_as_written(tmp_path):
+    import re
+
+    from tests.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"```toml\n# bluegreen.toml\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "bluegreen.toml").write_text(example)
+    config = load_config(str(tmp_path / "bluegreen.toml"), environ={})
+    assert (config.nginx.predict_timeout, config.nginx.on_active_failure) == ("1s", "other-color")
