@@ -6,7 +6,8 @@ run stops (the switch-under-load scenario reads them).
 
 Headless:  .venv/bin/locust -f utils/locustfile.py --headless -u 8 -r 8 -t 30s \\
              --host http://127.0.0.1:8080 --csv reports/load --html reports/load.html
-Web UI:    .venv/bin/locust -f utils/locustfile.py --host http://127.0.0.1:8080   (then open :8089)
+Web UI:    .venv/bin/locust -f utils/locustfile.py --web-host 127.0.0.1 --host http://127.0.0.1:8080
+             (then open http://127.0.0.1:8089)
 """
 
 from __future__ import annotations

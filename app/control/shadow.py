@@ -175,7 +175,8 @@ class ShadowControl:
             raise ControllerError("no shadow has run: `bluegreen shadow start VERSION` first")
         since = float(shadow["started"])
         figures = compare(self._records(shadow["active"], since), self._records(shadow["color"], since))
-        return {**shadow, "running": self.proxy.mirrored() > 0, **figures}
+        # The figures' "active" is the active side's numbers; the color it ran on stays as active_color.
+        return {**shadow, "active_color": shadow["active"], "running": self.proxy.mirrored() > 0, **figures}
 
 
 def _ms(value) -> str:
@@ -190,7 +191,8 @@ def describe(report: dict) -> str:
     """The report as text, one figure a line."""
     active, shadow, labelled = report["active"], report["shadow"], report["labelled"]
     lines = [
-        f"shadow {report['version']} on {report['color']} against {report['active_version']} on {report['active']}, "
+        f"shadow {report['version']} on {report['color']} against {report['active_version']} on "
+        f"{report['active_color']}, "
         f"{report['sample']}% of /predict ({'running' if report['running'] else 'stopped'})",
         f"paired requests: {report['paired']} of {report['sampled']} sampled ({report['not_mirrored']} without a "
         f"shadow answer); {report['rows']} rows",

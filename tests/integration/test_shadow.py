@@ -98,6 +98,7 @@ def test_shadow_start_report_stop_under_load(stack):
           f"({report['agreement_low']:.4f}-{report['agreement_high']:.4f}), {report['labelled']['rows']} labelled")
     text = stack.cli("shadow", "report").stdout
     assert f"paired requests: {report['paired']} of {sent} sampled" in text and "agreement:" in text
+    assert text.startswith("shadow v1.1.0 on green against v1.0.0 on blue, ")
     # The copies were answered by green, yet none of them is green's traffic.
     assert live_requests(stack, "green") == green_before
 
