@@ -89,7 +89,7 @@ class Deployer:
         (``app/control/canary.py``), each step judged for ``step_seconds``."""
         self.started = self.clock.monotonic()
         with self.controller.locked(repair_rollout=force) as state:
-            refusal = self._refusal(state, dry_run, force, replace_idle)
+            refusal = self._refusal(state, version, dry_run, force, replace_idle)
             if not refusal and not force and version == state.versions[state.active]:
                 refusal = (f"{state.active} already serves {version}; deploying it again would run it on both colors "
                            "(pass --force to do that)")
@@ -112,7 +112,7 @@ class Deployer:
             self._bake(rollout, result)
         return result
 
-    def _refusal(self, state: RolloutState, dry_run: bool, force: bool, replace_idle: bool) -> str:
+    def _refusal(self, state: RolloutState, version: str, dry_run: bool, force: bool, replace_idle: bool) -> str:
         busy = self.controller.running_rollout(state)
         if busy:
             return f"{busy}; wait for it, or `bluegreen abort` it"
@@ -128,7 +128,7 @@ class Deployer:
             return (f"a shadow mirrors {mirrored}% of /predict to {state.idle}; `bluegreen shadow stop` it first "
                     "(a deploy would load or switch that color under it)")
         target = state.rollback_target()
-        if dry_run and not replace_idle and target and state.versions[state.idle] == target:
+        if dry_run and not replace_idle and target and state.versions[state.idle] == target != version:
             return (f"{state.idle} runs {target}, the version a rollback returns to; a dry run would replace it "
                     "(pass --replace-idle: a rollback then loads it back first)")
         return ""

@@ -349,6 +349,16 @@ def test_watch_returns_0_when_nothing_fails(controller, world):
     assert world.routed == "blue"
 
 
+def test_a_dry_run_of_the_version_the_idle_color_already_runs_displaces_nothing(controller, world):
+    write_card(world.models_dir, "v9.9.9", accuracy=0.97)
+    controller.switch("green")
+    controller.switch("blue")                             # green keeps v1.1.0, the rollback target
+    with pytest.raises(ControllerError, match="a dry run would replace it"):
+        Deployer(controller).deploy("v9.9.9", dry_run=True)
+    assert Deployer(controller).deploy("v1.1.0", dry_run=True).phase is Phase.VERIFIED  # nothing to replace
+    assert world.colors["green"].version == "v1.1.0"
+
+
 # -- rollback goes to a promoted version, never to a slot -----------------------------------------
 def test_rollback_never_serves_a_version_that_was_never_promoted(controller, world):
     write_card(world.models_dir, "v9.9.8", accuracy=0.97)
