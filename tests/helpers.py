@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from utils.local_stack import ROOT, LocalStack, free_ports, pids_matching  # noqa: F401 (re-exported)
+from utils.local_stack import ROOT, ClientThreads, LocalStack, free_ports, pids_matching  # noqa: F401 (re-exported)
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -83,32 +83,31 @@ class Stack(LocalStack):
         return requests.get(self.front + "/health", timeout=5).headers["X-Color"]
 
 
-class Traffic:
-    """Several keep-alive clients posting predictions until stopped; counts every outcome."""
+class Traffic(ClientThreads):
+    """Several keep-alive clients posting predictions until stopped; counts every outcome
+    and keeps the slowest request's time."""
 
     def failures_after(self, moment: float) -> list[str]:
         """Failures seen later than ``moment`` (a time.monotonic() value)."""
         return [f for f, t in zip(self.failures, self.failure_times) if t > moment]
 
-    def __init__(self, url: str, clients: int = 6, body=None):
-        import threading
-
+    def __init__(self, url: str, clients: int = 6, body=None, timeout: float = 10):
         self.url = url + "/predict"
         self.body = body or {"x": [5.9, 3.0, 5.1, 1.8]}
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
+        self.timeout = timeout
         self.sent = 0
+        self.slowest = 0.0
         self.failures: list[str] = []
         self.failure_times: list[float] = []  # time.monotonic() when each failure was seen
         self.versions: dict[str, int] = {}
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+        super().__init__(clients)
 
     def _client(self):
         with requests.Session() as session:
             while not self.stop_event.is_set():
-                failure, version = None, None
+                started, failure, version = time.monotonic(), None, None
                 try:
-                    response = session.post(self.url, json=self.body, timeout=10)
+                    response = session.post(self.url, json=self.body, timeout=self.timeout)
                     body = response.json()
                     if response.status_code != 200 or "prediction" not in body:
                         failure = f"HTTP {response.status_code}: {body}"
@@ -116,19 +115,10 @@ class Traffic:
                 except Exception as exc:  # every kind of failure is counted, not raised
                     failure = f"{type(exc).__name__}: {exc}"
                 with self.lock:
+                    self.slowest = max(self.slowest, time.monotonic() - started)
                     self.sent += 1
                     if failure:
                         self.failures.append(failure)
                         self.failure_times.append(time.monotonic())
                     if version:
                         self.versions[version] = self.versions.get(version, 0) + 1
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(15)

@@ -22,7 +22,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from utils.local_stack import LocalStack  # noqa: E402
+from utils.local_stack import ClientThreads, LocalStack  # noqa: E402
 
 BAKE = """
 [bake]
@@ -40,20 +39,20 @@ interval = 0.5
 """
 
 
-class Clients:
+class Clients(ClientThreads):
     """Keep-alive clients posting /predict until stopped; every answer timed, every failure kept."""
+
+    join_timeout = 35.0
 
     def __init__(self, url: str, count: int):
         self.url = url + "/predict"
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
         self.answers: list[tuple[float, float, str]] = []  # (finished at, seconds, version or failure)
         self.failures: list[tuple[float, str]] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+        super().__init__(count)
 
-    def _run(self) -> None:
+    def _client(self) -> None:
         with requests.Session() as session:
-            while not self.stop.is_set():
+            while not self.stop_event.is_set():
                 began = time.monotonic()
                 try:
                     response = session.post(self.url, json={"x": [5.9, 3.0, 5.1, 1.8]}, timeout=30)
@@ -70,16 +69,6 @@ class Clients:
     def between(self, start: float, end: float) -> list[tuple[float, float, str]]:
         with self.lock:
             return [a for a in self.answers if start <= a[0] <= end]
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(35)
 
 
 def rollout_phase(stack: LocalStack) -> str | None:
@@ -161,17 +150,13 @@ def main() -> int:
     parser.add_argument("--preemptions", type=int, default=10)
     parser.add_argument("--freeze", type=float, default=10.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bluegreen-faults-") as directory:
-        stack = LocalStack(Path(directory), extra_toml=BAKE)
-        stack.cli("up")
-        try:
-            with Clients(stack.front, args.clients) as clients:
-                print(f"{args.preemptions} deploys preempted during the bake, {args.clients} keep-alive clients:")
-                rows = preemptions(stack, clients, args.preemptions)
-                print(f"blue frozen (SIGSTOP) {args.freeze:g} s, {args.clients} keep-alive clients ...", flush=True)
-                frozen = freeze(stack, clients, args.freeze)
-        finally:
-            stack.down()
+    with (tempfile.TemporaryDirectory(prefix="bluegreen-faults-") as directory,
+          LocalStack(Path(directory), extra_toml=BAKE) as stack,
+          Clients(stack.front, args.clients) as clients):
+        print(f"{args.preemptions} deploys preempted during the bake, {args.clients} keep-alive clients:")
+        rows = preemptions(stack, clients, args.preemptions)
+        print(f"blue frozen (SIGSTOP) {args.freeze:g} s, {args.clients} keep-alive clients ...", flush=True)
+        frozen = freeze(stack, clients, args.freeze)
     report(args, rows, frozen)
     ok = (all(r["exit"] == 0 and r["on_stable"] and r["failed"] == 0 and r["restored"] <= 1.0 for r in rows)
           and frozen["failed"] == 0 and frozen["slowest"] <= 3.0)

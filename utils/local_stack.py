@@ -1,7 +1,8 @@
 """A private local stack driven through the `bluegreen` CLI.
 
 Free loopback ports, its own run directory and config file, so runs never collide. Shared
-by the switch-under-load scenario, the benchmark and the test suite.
+by the switch-under-load scenario, the benchmarks and the test suites, with the base of
+their background clients (``ClientThreads``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,32 @@ def pids_matching(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+class ClientThreads:
+    """Client threads running ``_client`` until stopped: ``with`` starts them; leaving the
+    block sets ``stop_event`` and joins them. Subclasses count what their clients see
+    under ``lock``; ``threads`` may be extended before the start."""
+
+    join_timeout = 15.0
+
+    def __init__(self, count: int):
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(count)]
+
+    def _client(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(self.join_timeout)
 
 
 class LocalStack:
@@ -106,3 +134,15 @@ class LocalStack:
 
     def down(self) -> None:
         self.cli("down", check=False)
+
+    def __enter__(self):
+        """``with LocalStack(...) as stack``: the stack is up inside the block, down after it."""
+        try:
+            self.cli("up")
+        except BaseException:
+            self.down()  # whatever half of it started
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.down()

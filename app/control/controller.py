@@ -321,7 +321,7 @@ class Controller:
 
     def verify_proxy(self, text: str, color: str) -> None:
         """The front door serves the config ``text`` (its generation) and answers with ``color``."""
-        expected = generation_of(text) if self.proxy.serves_generations() else None
+        expected = self.generation(text)
         if expected:
             deadline = self.clock.monotonic() + self.config.switch.verify_timeout
             seen = self.doors.front_generation()
@@ -334,9 +334,13 @@ class Controller:
                                       + (f" (nginx: {complaint})" if complaint else ""))
         self.wait_front_door(color, expected)
 
+    def generation(self, text: str) -> str | None:
+        """The generation of config ``text`` the front door will report (None: this proxy reports none)."""
+        return generation_of(text) if self.proxy.serves_generations() else None
+
     def serves(self, text: str) -> bool:
         """Whether the front door reports the generation of config ``text`` right now."""
-        expected = generation_of(text) if self.proxy.serves_generations() else None
+        expected = self.generation(text)
         return bool(expected) and self.doors.front_generation() == expected
 
     def verify_or_restore(self, text: str, previous: str | None, color: str) -> None:

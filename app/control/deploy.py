@@ -90,9 +90,6 @@ class Deployer:
         self.started = self.clock.monotonic()
         with self.controller.locked(repair_rollout=force) as state:
             refusal = self._refusal(state, version, dry_run, force, replace_idle)
-            if not refusal and not force and version == state.versions[state.active]:
-                refusal = (f"{state.active} already serves {version}; deploying it again would run it on both colors "
-                           "(pass --force to do that)")
             if refusal:
                 raise ControllerError(f"refusing to deploy {version}: {refusal}")
             rollout = Rollout(version, source=state.active, target=state.idle, dry_run=dry_run, pid=os.getpid(),
@@ -127,6 +124,9 @@ class Deployer:
         if mirrored:
             return (f"a shadow mirrors {mirrored}% of /predict to {state.idle}; `bluegreen shadow stop` it first "
                     "(a deploy would load or switch that color under it)")
+        if not force and version == state.versions[state.active]:
+            return (f"{state.active} already serves {version}; deploying it again would run it on both colors "
+                    "(pass --force to do that)")
         target = state.rollback_target()
         if dry_run and not replace_idle and target and state.versions[state.idle] == target != version:
             return (f"{state.idle} runs {target}, the version a rollback returns to; a dry run would replace it "

@@ -139,12 +139,17 @@ def ready():
     return json_response({"status": "ready", "version": srv.version, "color": srv.color})
 
 
+def require_metrics_token(srv, what: str) -> None:
+    """The operator's endpoints (/metrics, /records) need METRICS_TOKEN when one is set."""
+    if srv.settings["METRICS_TOKEN"]:
+        require_bearer(srv.settings["METRICS_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), what,
+                       "set METRICS_TOKEN")
+
+
 @bp.get("/metrics")
 def metrics():
     srv = server()
-    if srv.settings["METRICS_TOKEN"]:
-        require_bearer(srv.settings["METRICS_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "GET /metrics",
-                       "set METRICS_TOKEN")
+    require_metrics_token(srv, "GET /metrics")
     return Response(srv.metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
 
@@ -152,9 +157,7 @@ def metrics():
 def records():
     """The answers kept for the shadow report since ``?since=`` (a Unix time); never proxied."""
     srv = server()
-    if srv.settings["METRICS_TOKEN"]:
-        require_bearer(srv.settings["METRICS_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "GET /records",
-                       "set METRICS_TOKEN")
+    require_metrics_token(srv, "GET /records")
     try:
         since = float(request.args.get("since", "0"))
     except ValueError:

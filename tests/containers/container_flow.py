@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from utils.local_stack import ClientThreads, free_ports  # noqa: E402
+
 IMAGE = "bluegreen-model-server:latest"
 IMAGE_BUDGET_BYTES = 350_000_000
 CONFIG = "deploy/bluegreen.docker-local.toml"
@@ -84,15 +87,6 @@ def readme_lines() -> list[str]:
 
 class StepFailed(Exception):
     """A step of the flow did not do what it must."""
-
-
-def free_ports(n: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < n:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
 
 
 def exports(text: str) -> dict:
@@ -164,7 +158,7 @@ class Flow:
         return result
 
 
-class KeepAliveLoad:
+class KeepAliveLoad(ClientThreads):
     """Keep-alive clients posting predictions to the front door, and one sending labelled feedback.
 
     Each prediction client holds one HTTP/1.1 connection and reuses it; any answer but a
@@ -178,12 +172,10 @@ class KeepAliveLoad:
         self.port = port
         self.token = feedback_token
         self.labelled = labelled
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
         self.sent = self.failed = self.feedback_sent = self.feedback_failed = 0
         self.failures: list[str] = []
         self.versions: dict[str, int] = {}
-        self.threads = [threading.Thread(target=self._predict, daemon=True) for _ in range(clients)]
+        super().__init__(clients)
         self.threads.append(threading.Thread(target=self._feedback, daemon=True))
 
     def _post(self, conn, path: str, body: dict, headers: dict) -> tuple[http.client.HTTPConnection, str, dict]:
@@ -211,7 +203,7 @@ class KeepAliveLoad:
             if failure and len(self.failures) < 20:
                 self.failures.append(failure)
 
-    def _predict(self) -> None:
+    def _client(self) -> None:  # one of the prediction clients
         conn = None
         while not self.stop_event.is_set():
             conn, failure, answer = self._post(conn, "/predict", {"x": ROW}, {})
@@ -231,16 +223,6 @@ class KeepAliveLoad:
     def snapshot(self) -> tuple[int, int]:
         with self.lock:
             return self.sent, self.failed
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(15)
 
 
 def check_image(flow: Flow) -> None:

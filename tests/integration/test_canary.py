@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 
 import pytest
 import requests
 
-from tests.helpers import Stack, wait_until
+from tests.helpers import ClientThreads, Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,20 +30,18 @@ ROW = {"x": [5.9, 3.0, 5.1, 1.8]}
 MARGIN = 0.15  # seconds around a share change in which an answer may belong to either share
 
 
-class Clients:
+class Clients(ClientThreads):
     """Keep-alive clients posting predictions; each answer kept with its time and color."""
 
     def __init__(self, url: str, clients: int = 8):
         self.url = url + "/predict"
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
         self.answers: list[tuple[float, str]] = []   # (time.monotonic(), color)
         self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        super().__init__(clients)
 
-    def _run(self):
+    def _client(self):
         with requests.Session() as session:
-            while not self.stop.is_set():
+            while not self.stop_event.is_set():
                 try:
                     response = session.post(self.url, json=ROW, timeout=10)
                     body = response.json()
@@ -54,16 +51,6 @@ class Clients:
                     ok, outcome = False, f"{type(exc).__name__}: {exc}"
                 with self.lock:
                     (self.answers.append((time.monotonic(), outcome)) if ok else self.failures.append(outcome))
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(15)
 
 
 def share(stack) -> tuple[int, bool]:
@@ -98,10 +85,8 @@ def observed(answers, marks) -> dict[int, tuple[int, int]]:
 
 @pytest.fixture
 def stack(models_dir, tmp_path):
-    stack = Stack(tmp_path, models_dir, CANARY_BAKE)
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with Stack(tmp_path, models_dir, CANARY_BAKE) as stack:
+        yield stack
 
 
 def test_a_canary_moves_10_50_100_under_keep_alive_load_without_a_failed_request(stack):

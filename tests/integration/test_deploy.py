@@ -34,10 +34,8 @@ max_error_rate = 0.05
 
 @pytest.fixture
 def stack(models_dir, tmp_path):
-    stack = Stack(tmp_path, models_dir, FAST_BAKE)
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with Stack(tmp_path, models_dir, FAST_BAKE) as stack:
+        yield stack
 
 
 def register_constant_model(stack, version="v2.0.0"):

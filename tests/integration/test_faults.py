@@ -36,10 +36,8 @@ failure_limit = 1
 
 @pytest.fixture
 def stack(models_dir, tmp_path):
-    stack = Stack(tmp_path, models_dir, LONG_BAKE)
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with Stack(tmp_path, models_dir, LONG_BAKE) as stack:
+        yield stack
 
 
 def rollout_phase(stack) -> str | None:
@@ -59,32 +57,6 @@ def _connects(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-class TimedTraffic(Traffic):
-    """``Traffic`` that also keeps the slowest request's time."""
-
-    slowest = 0.0
-
-    def _client(self):
-        with requests.Session() as session:
-            while not self.stop_event.is_set():
-                started, failure, version = time.monotonic(), None, None
-                try:
-                    response = session.post(self.url, json=self.body, timeout=30)
-                    version = response.json().get("version")
-                    if response.status_code != 200:
-                        failure = f"HTTP {response.status_code}"
-                except Exception as exc:  # every kind of failure is counted, not raised
-                    failure = f"{type(exc).__name__}: {exc}"
-                with self.lock:
-                    self.slowest = max(self.slowest, time.monotonic() - started)
-                    self.sent += 1
-                    if failure:
-                        self.failures.append(failure)
-                        self.failure_times.append(time.monotonic())
-                    if version:
-                        self.versions[version] = self.versions.get(version, 0) + 1
 
 
 # -- 1. rollback targets a promoted version, never the other slot ---------------------------
@@ -282,7 +254,7 @@ def test_a_reload_with_nginx_down_says_so_and_fails(stack):
 def test_a_frozen_active_color_costs_seconds_not_the_whole_freeze_and_watch_spares_it_once_it_resumes(stack):
     pids = stack.gunicorn_pids("blue")
     watch = stack.popen("watch", "--duration", "12")
-    with TimedTraffic(stack.front, clients=8) as traffic:
+    with Traffic(stack.front, clients=8, timeout=30) as traffic:
         time.sleep(1.0)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)

@@ -30,9 +30,8 @@ def stack(shipped_models, tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("fuzz"), shipped_models)
     stack.config.write_text(stack.config.read_text().replace(
         "[nginx]\n", '[nginx]\nfeedback_rate = "10000r/s"\nfeedback_burst = 10000\n', 1))
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with stack:
+        yield stack
 
 
 def fuzz(url: str, token: str, tmp_path, *extra: str) -> tuple[int, str]:

@@ -21,10 +21,8 @@ LABELS = ["setosa", "virginica", "versicolor", "virginica"]
 
 @pytest.fixture
 def stack(models_dir, tmp_path):
-    stack = Stack(tmp_path, models_dir)
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with Stack(tmp_path, models_dir) as stack:
+        yield stack
 
 
 def send(stack, clients: int, each: int, feedback_every: int = 0) -> tuple[list[str], list[float], list[str]]:

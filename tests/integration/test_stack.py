@@ -17,10 +17,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(shipped_models, tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("stack"), shipped_models)
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with Stack(tmp_path_factory.mktemp("stack"), shipped_models) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -29,11 +29,9 @@ ATTACKER = "127.0.0.2"  # another loopback address: nginx limits clients per add
 
 @pytest.fixture(scope="module")
 def stack(shipped_models, tmp_path_factory):
-    stack = Stack(tmp_path_factory.mktemp("trust"), shipped_models,
-                  "[bake]\nperiod = 4.0\ninterval = 0.4\nfailure_limit = 1\nmin_labelled = 10\n")
-    stack.cli("up")
-    yield stack
-    stack.down()
+    with Stack(tmp_path_factory.mktemp("trust"), shipped_models,
+               "[bake]\nperiod = 4.0\ninterval = 0.4\nfailure_limit = 1\nmin_labelled = 10\n") as stack:
+        yield stack
 
 
 def raw(port: int, data: bytes, source: str = "127.0.0.1", timeout: float = 5.0) -> tuple[int | None, bytes]:
