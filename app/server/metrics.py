@@ -142,14 +142,14 @@ class Metrics:
         client's doing, and counting it would let anyone dilute the error rate a bake and
         ``watch`` judge by.
         """
-        predict_requests = server_errors = correct = incorrect = failovers = 0
+        traffic_requests = server_errors = correct = incorrect = failovers = 0
         for family in self._families("counter"):
             for sample in family.samples:
                 if sample.name == "bluegreen_http_requests_total":
                     status = sample.labels.get("status", "")
                     if sample.labels.get("endpoint") not in TRAFFIC_ENDPOINTS or status.startswith("4"):
                         continue
-                    predict_requests += sample.value
+                    traffic_requests += sample.value
                     if status.startswith("5"):
                         server_errors += sample.value
                 elif sample.name == "bluegreen_failover_requests_total":
@@ -161,9 +161,9 @@ class Metrics:
                         incorrect += sample.value
         labelled = correct + incorrect
         return {
-            "requests": int(predict_requests),
+            "requests": int(traffic_requests),
             "server_errors": int(server_errors),
-            "error_rate": server_errors / predict_requests if predict_requests else None,
+            "error_rate": server_errors / traffic_requests if traffic_requests else None,
             "labelled": int(labelled),
             "correct": int(correct),
             "accuracy": correct / labelled if labelled else None,
