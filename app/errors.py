@@ -59,7 +59,19 @@ class ModelLoadError(Exception):
 
 
 class ControllerError(Exception):
-    """A controller command could not do what it was asked; one line for the user."""
+    """A controller command could not do what it was asked; one line for the user.
+
+    ``recorded``: the step that raised it has already recorded the failure in the history,
+    so the command need not record it again.
+    """
+
+    def __init__(self, message: str = "", *, recorded: bool = False):
+        super().__init__(message)
+        self.recorded = recorded
+
+
+class TrafficError(ControllerError):
+    """A traffic move (a switch, a rollback) did not happen; the message says where traffic is."""
 
 
 class ConfigError(ControllerError):

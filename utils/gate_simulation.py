@@ -3,7 +3,7 @@
 Thousands of simulated bakes, each fed to the functions the bake itself calls:
 ``gates.judge`` (the statistical half of ``gates.bake_poll``: error rate, live accuracy
 against the threshold, the sequential test against the stable version), the
-``BakeMonitor``'s tally (``record``, ``should_roll_back``) and ``bake_outcome``, with the
+``Judge``'s tally (``record``, ``should_roll_back``) and ``final_judgment``, with the
 settings of ``BakeSettings`` (the defaults unless overridden). Only the traffic is
 simulated: labels arrive as a Poisson process at a given rate per minute, each one
 correct with the candidate's true accuracy; the stable version's figures are a binomial
@@ -13,7 +13,7 @@ since the bake began, at every poll: the error-rate check passes throughout), so
 the labels decide.
 
 Each bake polls every ``interval`` for ``period``, stops at the first rollback decision,
-and otherwise ends with ``bake_outcome``: passed, or inconclusive. Reported per label
+and otherwise ends with ``final_judgment``: passed, or inconclusive. Reported per label
 rate and candidate: the share of bakes rolled back, passed and inconclusive, and for
 the rolled-back bakes the median number of labels and minutes at the decision. A second
 table shows the same healthy candidates judged by a fixed 99% Wilson interval re-checked
@@ -43,8 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.control import gates, stats  # noqa: E402
-from app.control.bake import BakeMonitor, bake_outcome  # noqa: E402
 from app.control.config import BakeSettings  # noqa: E402
+from app.control.judge import Judge, final_judgment  # noqa: E402
 from app.control.rollout import GateResult, Verdict  # noqa: E402
 
 HOLDOUT_ROWS = 45  # the card's holdout, as for every registered version
@@ -62,6 +62,9 @@ class _Clock:
         self.now = 0.0
 
     def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
         return self.now
 
 
@@ -125,7 +128,7 @@ def run(scenario: Scenario, chunk: int = 0) -> dict:
         k_ref = int(reference_correct[b])
         stable = gates.Stable("blue", "stable", gates.Window(), gates.Reference(k_ref, n_ref, source))
         clock = _Clock()
-        monitor = BakeMonitor(_NoServers(), "green", "candidate", settings, clock, say=lambda line: None)
+        monitor = Judge(_NoServers(), "green", "candidate", settings, clock, say=lambda line: None)
         row_n, row_k = labelled[b], correct[b]
         verdict = None
         for j in range(polls):
@@ -145,7 +148,7 @@ def run(scenario: Scenario, chunk: int = 0) -> dict:
                 minutes_at_rollback.append(clock.now / 60)
                 break
         if verdict is None:
-            verdict = bake_outcome(monitor, settings.period).verdict
+            verdict = final_judgment(monitor, settings.period).verdict
         outcomes[verdict] += 1
         if len(cache) > 400_000:
             cache.clear()

@@ -151,9 +151,16 @@ def say_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+# The commands that change something, and the action their failure is recorded under.
+CHANGES = {"up": "up", "down": "down", "switch": "switch", "rollback": "rollback", "abort": "abort",
+           "reload": "reload", "reconcile": "reconcile", "deploy": "deploy", "shadow": "shadow", "watch": "watch"}
+
+
 def run(args) -> int:
     from app.control.config import load_config
-    from app.control.controller import Controller, build_stack
+    from app.control.context import build_context
+    from app.control.controller import Controller
+    from app.control.events import Action
 
     config = load_config(args.config)
     for warning in config.warnings:
@@ -164,27 +171,30 @@ def run(args) -> int:
         print(current_token(config.run_dir))
         return 0
     say = say_to_stderr if getattr(args, "json", False) else print
-    controller = Controller(build_stack(config, say))
-    if args.command == "up":
-        controller.up()
-    elif args.command == "down":
-        controller.down()
-    elif args.command == "status":
-        status = controller.status()
+    controller = Controller(build_context(config, say))
+    if args.command in CHANGES and getattr(args, "shadow_command", None) != "report":
+        with controller.command(Action(CHANGES[args.command])):
+            return change(controller, args, say)
+    return look(controller, args, config)
+
+
+def look(controller, args, config) -> int:
+    """The commands that only read (and `register`, which runs offline training)."""
+    views = controller.views
+    if args.command == "status":
+        status = views.status()
         print(json.dumps(status, indent=2)) if args.json else print_status(status)
-    elif args.command == "switch":
-        controller.switch(args.color, force=args.force)
-    elif args.command == "rollback":
-        controller.rollback(force=args.force)
-    elif args.command == "abort":
-        controller.abort()
-    elif args.command == "reload":
-        print(controller.reload())
-    elif args.command == "reconcile":
-        print(controller.reconcile())
     elif args.command == "history":
-        entries = controller.history(args.limit)
+        entries = views.history(args.limit)
         print(json.dumps(entries, indent=2)) if args.json else print_history(entries)
+    elif args.command == "models":
+        rows = views.models()
+        print(json.dumps(rows, indent=2)) if args.json else print_models(rows)
+    elif args.command == "shadow":  # the report
+        from app.control.shadow import ShadowControl, describe
+
+        report = ShadowControl(controller).report()
+        print(json.dumps(report, indent=2)) if args.json else print(describe(report))
     elif args.command == "register":
         from app.control.offline import run_training
 
@@ -192,45 +202,59 @@ def run(args) -> int:
         print(run_training(config.models_dir, "register", args.version, os.path.abspath(args.model_file),
                            *(["--json"] if args.json else []), *(["--trust-pickle"] if args.trust_pickle else [])),
               end="")
-    elif args.command == "models":
-        rows = controller.models()
-        print(json.dumps(rows, indent=2)) if args.json else print_models(rows)
-    elif args.command == "deploy":
-        from app.control.canary import parse_weights
-        from app.control.deploy import Deployer
+    return 0
 
-        if (args.step_seconds is not None or args.sticky) and not args.canary:
-            raise ControllerError("--step-seconds and --sticky are canary options: add --canary 10,50,100")
-        if args.step_seconds is not None and not args.step_seconds > 0:
-            raise ControllerError(f"--step-seconds {args.step_seconds:g}: expected a positive number of seconds")
-        weights = parse_weights(args.canary) if args.canary else None
-        result = Deployer(controller).deploy(args.version, dry_run=args.dry_run, force=args.force,
-                                             replace_idle=args.replace_idle, canary=weights,
-                                             step_seconds=args.step_seconds, sticky=args.sticky)
-        if result.exposure is not None:
-            steps = "; ".join(f"{s['weight']}%: {s['verdict']}, {s['exposure']} requests" for s in result.canary)
-            say(f"canary exposure: {result.exposure} requests reached {result.version}" + (f" ({steps})" if steps
-                                                                                          else ""))
-        if args.json:
-            print(json.dumps(result.to_json(), indent=2))
-        if not result.succeeded:
-            raise ControllerError(result.message)
+
+def change(controller, args, say) -> int:
+    """The commands that change something."""
+    if args.command == "up":
+        controller.lifecycle.up()
+    elif args.command == "down":
+        controller.lifecycle.down()
+    elif args.command == "reload":
+        print(controller.lifecycle.reload())
+    elif args.command == "reconcile":
+        print(controller.reconciler.reconcile())
+    elif args.command == "switch":
+        controller.operations.switch(args.color, force=args.force)
+    elif args.command == "rollback":
+        controller.operations.rollback(force=args.force)
+    elif args.command == "abort":
+        controller.operations.abort()
+    elif args.command == "deploy":
+        deploy(controller, args, say)
     elif args.command == "shadow":
-        from app.control.shadow import ShadowControl, describe
+        from app.control.shadow import ShadowControl
 
         shadow = ShadowControl(controller)
-        if args.shadow_command == "start":
-            shadow.start(args.version, args.sample)
-        elif args.shadow_command == "stop":
-            shadow.stop()
-        else:
-            report = shadow.report()
-            print(json.dumps(report, indent=2)) if args.json else print(describe(report))
+        shadow.start(args.version, args.sample) if args.shadow_command == "start" else shadow.stop()
     elif args.command == "watch":
         from app.control.bake import watch
 
         return watch(controller, args.duration)
     return 0
+
+
+def deploy(controller, args, say) -> None:
+    from app.control.canary import parse_weights
+    from app.control.deploy import Deployer
+
+    if (args.step_seconds is not None or args.sticky) and not args.canary:
+        raise ControllerError("--step-seconds and --sticky are canary options: add --canary 10,50,100")
+    if args.step_seconds is not None and not args.step_seconds > 0:
+        raise ControllerError(f"--step-seconds {args.step_seconds:g}: expected a positive number of seconds")
+    weights = parse_weights(args.canary) if args.canary else None
+    result = Deployer(controller).deploy(args.version, dry_run=args.dry_run, force=args.force,
+                                         replace_idle=args.replace_idle, canary=weights,
+                                         step_seconds=args.step_seconds, sticky=args.sticky)
+    if result.exposure is not None:
+        steps = "; ".join(f"{s.weight}%: {s.verdict.value}, {s.exposure} requests" for s in result.canary)
+        say(f"canary exposure: {result.exposure} requests reached {result.version}" + (f" ({steps})" if steps
+                                                                                      else ""))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    if not result.succeeded:
+        raise ControllerError(result.message, recorded=result.recorded)
 
 
 def main(argv=None) -> int:

@@ -6,10 +6,13 @@ import time
 
 
 class Clock:
-    """The real clock: ``monotonic`` for durations, ``sleep`` to wait."""
+    """The real clock: ``monotonic`` for durations, ``time`` for timestamps, ``sleep`` to wait."""
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

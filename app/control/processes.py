@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
+
+from app.control.clock import Clock
+
+REAL_TIME = Clock()
 
 
 def read_pid(path: Path) -> int | None:
@@ -39,27 +42,27 @@ def live_pid(pid_file: Path, name: str) -> int | None:
     return pid if process_matches(pid, name) else None
 
 
-def wait_gone(pid: int, name: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_gone(pid: int, name: str, timeout: float, clock: Clock = REAL_TIME) -> bool:
+    deadline = clock.monotonic() + timeout
+    while clock.monotonic() < deadline:
         if not process_matches(pid, name):
             return True
-        time.sleep(0.05)
+        clock.sleep(0.05)
     return not process_matches(pid, name)
 
 
-def terminate(pid: int, name: str, sig: int, timeout: float) -> None:
+def terminate(pid: int, name: str, sig: int, timeout: float, clock: Clock = REAL_TIME) -> None:
     """Send ``sig``; if the process is still there after ``timeout``, kill it."""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
         return
-    if not wait_gone(pid, name, timeout):
+    if not wait_gone(pid, name, timeout, clock):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return
-        wait_gone(pid, name, 5)
+        wait_gone(pid, name, 5, clock)
 
 
 def tail(path: Path, lines: int = 20) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from app.artifacts.fsutil import atomic_write_bytes
+from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, StackConfig, other_color
 from app.control.nginx_render import BUCKETS, render_config, render_context
@@ -77,9 +78,13 @@ class Proxy(Protocol):
     def mirrored(self) -> int:
         """The percentage of /predict mirrored to the idle color right now."""
 
-    def canary_requests(self, color: str, since: float) -> int | None:
-        """Front-door requests a canary sent to ``color`` since ``since`` (a time.time()), as
-        nginx logged them; None when the proxy keeps no such log here."""
+    def canary_mark(self) -> int | None:
+        """Where nginx's log of canary requests ends now (None when the proxy keeps no such
+        log here); ``canary_requests`` counts from such a mark."""
+
+    def canary_requests(self, color: str, mark: int) -> int | None:
+        """Front-door requests a canary sent to ``color`` since ``mark``, as nginx logged
+        them; None when the proxy keeps no such log here."""
 
     def down_reason(self) -> str:
         """Why the proxy cannot take a switch right now; "" when it can (or cannot be observed)."""
@@ -166,15 +171,24 @@ class NginxFiles:
 
     @staticmethod
     def _set_markers(directory: Path, wanted: set[str]) -> None:
-        """Make exactly ``wanted`` exist in ``directory``: new ones first, then the rest go,
-        each an atomic step, so a share being raised or lowered never jumps past either end."""
+        """Make exactly ``wanted`` exist in ``directory``: new ones first, then the rest go.
+
+        A marker is an empty file, so creating or removing one is atomic by itself; the
+        whole move is made durable by one fsync of the directory at the end, not one per
+        marker. A share being raised or lowered never jumps past either end."""
         try:
             directory.mkdir(parents=True, exist_ok=True)
             present = {path.name for path in directory.iterdir()}
             for name in sorted(wanted - present):
-                atomic_write_bytes(directory / name, b"")
+                os.close(os.open(directory / name, os.O_WRONLY | os.O_CREAT, 0o644))
             for name in sorted(present - wanted):
                 (directory / name).unlink(missing_ok=True)
+            if wanted != present:
+                handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(handle)
+                finally:
+                    os.close(handle)
         except OSError as exc:
             raise ControllerError(f"{directory}: cannot move the share ({exc.strerror})") from exc
 
@@ -195,24 +209,31 @@ class NginxFiles:
             names = set()
         return idle, sum(f"{idle}-{bucket}" in names for bucket in BUCKETS)
 
-    def canary_requests(self, color: str, since: float) -> int | None:
-        """Lines of ``canary.log`` (see the template) for ``color`` at or after ``since``."""
+    def canary_mark(self) -> int:
+        """The size of ``canary.log`` (see the template). With no canary share live, nothing
+        writes to it, so an earlier canary's lines are dropped first (their counts are in the
+        history): the log never grows past one canary."""
+        log = self.dir / "canary.log"
         try:
-            with open(self.dir / "canary.log", "rb") as log:
-                lines = log.read().splitlines()
+            if not self.split_share()[1] and log.stat().st_size:
+                os.truncate(log, 0)  # nginx appends (O_APPEND): its next line starts at 0
+            return log.stat().st_size
         except FileNotFoundError:
             return 0
         except OSError as exc:
-            raise ControllerError(f"{self.dir / 'canary.log'}: {exc.strerror}") from exc
-        count = 0
-        for line in lines:
-            parts = line.split(b" ", 2)
-            try:
-                if len(parts) > 1 and parts[1].decode() == color and float(parts[0]) >= since:
-                    count += 1
-            except ValueError:
-                continue
-        return count
+            raise ControllerError(f"{log}: {exc.strerror}") from exc
+
+    def canary_requests(self, color: str, mark: int) -> int:
+        """Lines of ``canary.log`` for ``color`` after ``mark``, reading only what follows it."""
+        log, wanted = self.dir / "canary.log", color.encode()
+        try:
+            with open(log, "rb") as handle:
+                handle.seek(0 if mark > os.fstat(handle.fileno()).st_size else mark)  # truncated since
+                return sum(1 for line in handle if line.split(b" ", 2)[1:2] == [wanted])
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise ControllerError(f"{log}: {exc.strerror}") from exc
 
     def mirror(self, percent: int) -> None:
         if not 0 <= percent <= 100:
@@ -242,8 +263,9 @@ class NginxFiles:
 class LocalNginx:
     """nginx on this machine, started and signalled with its own prefix and pid file."""
 
-    def __init__(self, config: StackConfig):
+    def __init__(self, config: StackConfig, clock: Clock):
         self.config = config
+        self.clock = clock
         self.files = NginxFiles(config)
         self.dir = self.files.dir
         self.pid_file = self.dir / "nginx.pid"
@@ -299,7 +321,7 @@ class LocalNginx:
                    if pid != master and (master is None or parent_pid(pid) != master)]
         stopped = [describe(pid) for pid in orphans]
         for pid in orphans:
-            terminate(pid, "nginx", signal.SIGQUIT, 5)
+            terminate(pid, "nginx", signal.SIGQUIT, 5, self.clock)
         return stopped
 
     def leftovers(self) -> list[str]:
@@ -341,8 +363,8 @@ class LocalNginx:
             self.pid_file.unlink(missing_ok=True)
             return
         self._run("-s", "quit")
-        if not wait_gone(pid, "nginx", timeout):
-            terminate(pid, "nginx", signal.SIGTERM, 5)
+        if not wait_gone(pid, "nginx", timeout, self.clock):
+            terminate(pid, "nginx", signal.SIGTERM, 5, self.clock)
         self.pid_file.unlink(missing_ok=True)
 
     def route(self, color: str) -> None:
@@ -363,8 +385,11 @@ class LocalNginx:
     def mirrored(self) -> int:
         return self.files.mirrored()
 
-    def canary_requests(self, color: str, since: float) -> int | None:
-        return self.files.canary_requests(color, since)
+    def canary_mark(self) -> int:
+        return self.files.canary_mark()
+
+    def canary_requests(self, color: str, mark: int) -> int:
+        return self.files.canary_requests(color, mark)
 
 
 class CommandProxy:
@@ -476,5 +501,8 @@ class CommandProxy:
     def mirrored(self) -> int:
         return 0 if self.commands.route else self.files.mirrored()
 
-    def canary_requests(self, color: str, since: float) -> int | None:
-        return None if self.commands.route else self.files.canary_requests(color, since)
+    def canary_mark(self) -> int | None:
+        return None if self.commands.route else self.files.canary_mark()
+
+    def canary_requests(self, color: str, mark: int) -> int | None:
+        return None if self.commands.route else self.files.canary_requests(color, mark)

@@ -4,9 +4,9 @@ Read it like argo-rollouts' blue-green status. ``RolloutState`` is what is true 
 commands: which color takes the front door (``active``), what each color runs
 (``versions``), the last promoted version (``stable``) and the current rollout, if any.
 A ``Rollout`` moves through ``Phase``s along ``TRANSITIONS`` only; anything else is a bug
-and raises. Gates and bake polls return a ``GateResult``: a ``Verdict`` with its reason
-and its numbers. Every step leaves an ``Event`` in the history log (``store.py``), kept
-apart from the state so that the state stays small.
+and raises. Gates and judged windows return a ``GateResult``: a ``Verdict`` with its reason
+and its numbers. Every step leaves an event (``events.py``) in the history log
+(``store.py``), kept apart from the state so that the state stays small.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ class Phase(StrEnum):
     BAKING = "baking"            # watching the new active color before calling it stable
     PROMOTED = "promoted"        # the bake passed: the version is stable
     VERIFIED = "verified"        # a dry run passed every pre-promotion gate; nothing switched
-    ROLLED_BACK = "rolled-back"  # traffic went back to the stable version after the switch
-    ABORTED = "aborted"          # stopped before the switch (a gate refused, a load failed)
-    DEGRADED = "degraded"        # the bake saw no traffic to judge: serving, not stable
+    ROLLED_BACK = "rolled-back"  # users saw the version (a canary step or the switch), and a check failed it
+                                 # or a step could not decide: traffic went back to the stable version
+    ABORTED = "aborted"          # stopped by a refusal, an error or an operator, at any step; traffic
+                                 # is back on the stable version if it had moved
+    DEGRADED = "degraded"        # the bake ended without a verdict: the version serves, not stable
 
     @property
     def running(self) -> bool:
@@ -236,35 +238,3 @@ class RolloutState:
         if not all(isinstance(v, str) for v in state.promoted + state.rejected):
             raise ValueError("promoted and rejected must list version strings")
         return state
-
-
-class Action(StrEnum):
-    """What an event in the history records."""
-
-    ABORT = "abort"
-    FAILOVER = "failover"
-    UP = "up"
-    DOWN = "down"
-    SWITCH = "switch"
-    ROLLBACK = "rollback"
-    RECONCILE = "reconcile"
-    GATE = "gate"
-    DEPLOY = "deploy"
-    RELOAD = "reload"
-    CANARY = "canary"
-    SHADOW = "shadow"
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of the history: when, what, how it ended, why, and the details."""
-
-    action: Action
-    outcome: str
-    reason: str = ""
-    details: dict = field(default_factory=dict)
-    time: str = field(default_factory=now_iso)
-
-    def to_json(self) -> dict:
-        return {"time": self.time, "action": self.action.value, "outcome": self.outcome, "reason": self.reason,
-                **self.details}

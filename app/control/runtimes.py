@@ -13,11 +13,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
 from app.control.probes import ServerProbe, accepts_connections, probe, serving_version
@@ -55,8 +55,9 @@ class LocalRuntime:
     gunicorn's own ``--daemon`` and ``--pid`` do the daemonizing.
     """
 
-    def __init__(self, config: StackConfig):
+    def __init__(self, config: StackConfig, clock: Clock):
         self.config = config
+        self.clock = clock
         self.run_dir = config.run_dir
         self.gunicorn = config.gunicorn
 
@@ -129,9 +130,9 @@ class LocalRuntime:
         return paths
 
     def _wait_ready(self, color: str, version: str, address: str, paths: dict) -> None:
-        deadline = time.monotonic() + self.gunicorn.start_timeout
+        deadline = self.clock.monotonic() + self.gunicorn.start_timeout
         seen_pid = False
-        while time.monotonic() < deadline:
+        while self.clock.monotonic() < deadline:
             pid = live_pid(paths["pid"], "gunicorn")
             if pid:
                 seen_pid = True
@@ -140,7 +141,7 @@ class LocalRuntime:
                     return
             elif seen_pid or _exited_early(paths["log"]):
                 break
-            time.sleep(0.1)
+            self.clock.sleep(0.1)
         self.stop_server(color, address)
         reason = _failure_reason(paths["log"]) or f"not ready within {self.gunicorn.start_timeout:g}s"
         raise ControllerError(f"{color} ({address}) did not start: {reason}")
@@ -150,7 +151,7 @@ class LocalRuntime:
         pid = live_pid(paths["pid"], "gunicorn")
         if pid:
             # TERM is gunicorn's graceful stop: in-flight requests finish first.
-            terminate(pid, "gunicorn", signal.SIGTERM, self.gunicorn.stop_timeout)
+            terminate(pid, "gunicorn", signal.SIGTERM, self.gunicorn.stop_timeout, self.clock)
         paths["pid"].unlink(missing_ok=True)
 
     def stop_color(self, color: str) -> None:
@@ -174,8 +175,9 @@ def _failure_reason(log: Path) -> str:
 class CommandRuntime:
     """Colors started and stopped by configured commands, observed on their probe addresses."""
 
-    def __init__(self, config: StackConfig, runner):
+    def __init__(self, config: StackConfig, runner, clock: Clock):
         self.config = config
+        self.clock = clock
         self.commands = config.runtime.commands
         self.runner = runner
         self.start_timeout = config.gunicorn.start_timeout
@@ -185,12 +187,12 @@ class CommandRuntime:
 
     def start_color(self, color: str, version: str) -> None:
         run_configured(self.runner, self.commands, "start_color", color=color, version=version)
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock.monotonic() + self.start_timeout
+        while self.clock.monotonic() < deadline:
             probes = self.probe_color(color)
             if all(p.ready and (p.health or {}).get("version") == version for p in probes):
                 return
-            time.sleep(0.2)
+            self.clock.sleep(0.2)
         raise ControllerError(f"{color} did not become ready with {version} within {self.start_timeout:g}s")
 
     def stop_color(self, color: str) -> None:

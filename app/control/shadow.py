@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from pathlib import Path
 
 from app.artifacts.fsutil import atomic_write_bytes
 from app.control import stats
 from app.control.controller import Controller
+from app.control.events import Action, Event, Outcome
 from app.control.http import HttpError, get
-from app.control.rollout import Action, Phase
+from app.control.reconcile import running_rollout
+from app.control.rollout import Phase
 from app.errors import ControllerError
 
 CONFIDENCE = 0.95
@@ -95,8 +96,9 @@ class ShadowControl:
 
     def __init__(self, controller: Controller):
         self.controller = controller
-        self.proxy = controller.proxy
-        self.path = Path(controller.config.run_dir) / "shadow.json"
+        self.ctx = controller.ctx
+        self.proxy = controller.ctx.proxy
+        self.path = Path(controller.ctx.config.run_dir) / "shadow.json"
 
     def _saved(self) -> dict | None:
         try:
@@ -124,41 +126,44 @@ class ShadowControl:
         result = Deployer(self.controller).deploy(version, dry_run=True, replace_idle=True)
         if result.phase is not Phase.VERIFIED:
             raise ControllerError(f"shadow of {version} refused: {result.message}")
-        with self.controller.locked() as state:
-            if self.controller.running_rollout(state) or state.versions[state.idle] != version:
+        with self.controller.reconciler.locked() as state:
+            if running_rollout(state) or state.versions[state.idle] != version:
                 raise ControllerError(f"shadow of {version} refused: the idle color changed meanwhile")
             color = state.idle
             shadow = {"version": version, "color": color, "active": state.active,
                       "active_version": state.versions[state.active], "sample": sample,
-                      "started": time.time(), "stopped": None}
+                      "started": self.ctx.clock.time(), "stopped": None}
             self._save(shadow)
             self.proxy.mirror(sample)
-            self.controller.record(Action.SHADOW, "started", f"{sample}% of /predict mirrored to {color} ({version}); "
-                                   f"users keep {state.active} ({shadow['active_version']})",
-                                   version=version, color=color, sample=sample)
-        self.controller.say(f"shadow: {sample}% of the front door's /predict mirrored to {color} ({version}); "
+            self.ctx.record(Event(action=Action.SHADOW, outcome=Outcome.STARTED,
+                                  reason=f"{sample}% of /predict mirrored to {color} ({version}); users keep "
+                                         f"{state.active} ({shadow['active_version']})",
+                                  details={"version": version, "color": color, "sample": sample}))
+        self.ctx.say(f"shadow: {sample}% of the front door's /predict mirrored to {color} ({version}); "
                             f"answers from {state.active} only")
         return shadow
 
     def stop(self) -> dict:
         shadow = self._saved()
-        with self.controller.locked():
+        with self.controller.reconciler.locked():
             was = self.proxy.mirrored()
             self.proxy.mirror(0)
             if shadow and shadow.get("stopped") is None:
-                shadow["stopped"] = time.time()
+                shadow["stopped"] = self.ctx.clock.time()
                 self._save(shadow)
             if was:
-                self.controller.record(Action.SHADOW, "stopped", f"no more mirroring of /predict (it was {was}%)",
-                                       version=(shadow or {}).get("version"), color=(shadow or {}).get("color"))
-        self.controller.say("shadow stopped" if was else "no shadow was running")
+                self.ctx.record(Event(action=Action.SHADOW, outcome=Outcome.STOPPED,
+                                      reason=f"no more mirroring of /predict (it was {was}%)",
+                                      details={"version": (shadow or {}).get("version"),
+                                               "color": (shadow or {}).get("color")}))
+        self.ctx.say("shadow stopped" if was else "no shadow was running")
         return shadow or {}
 
     def _records(self, color: str, since: float) -> list[dict]:
         token = os.environ.get("METRICS_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         records = []
-        for address in self.controller.config.probe_addresses(color):
+        for address in self.ctx.config.probe_addresses(color):
             try:
                 answer = get(f"http://{address}/records?since={since:.3f}", timeout=30, headers=headers)
                 body = answer.json()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from app.artifacts.fsutil import atomic_write_json
-from app.control.rollout import Event, RolloutState
+from app.control.clock import Clock
+from app.control.events import Event
+from app.control.rollout import RolloutState
 from app.errors import ControllerError
 
 HISTORY_MAX_BYTES = 1 << 20
@@ -27,8 +28,10 @@ HISTORY_KEEP = 3
 class StateStore:
     """Reads and writes ``state.json`` and ``history.jsonl`` under one run directory."""
 
-    def __init__(self, run_dir: Path, history_max_bytes: int = HISTORY_MAX_BYTES, history_keep: int = HISTORY_KEEP):
+    def __init__(self, run_dir: Path, history_max_bytes: int = HISTORY_MAX_BYTES, history_keep: int = HISTORY_KEEP,
+                 clock: Clock | None = None):
         self.run_dir = Path(run_dir)
+        self.clock = clock or Clock()
         self.path = self.run_dir / "state.json"
         self.history_path = self.run_dir / "history.jsonl"
         self.lock_path = self.run_dir / "controller.lock"
@@ -98,7 +101,7 @@ class StateStore:
         """Ask the deploy driving ``rollout_id`` to stop (it need not hold the lock to see it)."""
         try:
             atomic_write_json(self.abort_path, {"rollout": rollout_id, "action": action, "pid": os.getpid(),
-                                                "time": time.time()})
+                                                "time": self.clock.time()})
         except OSError as exc:
             raise ControllerError(f"{self.abort_path}: cannot write the abort request ({exc.strerror})") from exc
 
@@ -134,11 +137,10 @@ class StateStore:
             raise ControllerError(f"{self.failovers_path}: cannot record failovers ({exc.strerror})") from exc
 
     # -- history ------------------------------------------------------------------------
-    def append(self, event: Event) -> dict:
-        """Add ``event`` to the history log; return it as written."""
-        entry = event.to_json()
-        self._append_line(entry)
-        return entry
+    def append(self, event: Event) -> Event:
+        """Add ``event`` to the history log; return it."""
+        self._append_line(event.to_json())
+        return event
 
     def _append_line(self, entry: dict) -> None:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
@@ -215,20 +217,20 @@ class StateStore:
             handle = open(self.lock_path, "a+")  # noqa: SIM115 (closed by the `with` below)
         except OSError as exc:
             raise ControllerError(f"{self.lock_path}: cannot take the controller lock ({exc.strerror})") from exc
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         with handle:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
+                    if self.clock.monotonic() >= deadline:
                         handle.seek(0)
                         holder = handle.read().strip() or "unknown"
                         raise ControllerError(
                             f"another bluegreen command is running (pid {holder}); waited {timeout:g}s"
                         ) from None
-                    time.sleep(0.05)
+                    self.clock.sleep(0.05)
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from app.artifacts.versions import sklearn_version
 from app.control.config import load_config
-from app.control.controller import Controller, Stack
+from app.control.context import Context
+from app.control.controller import Controller
 from app.control.probes import ServerProbe
 from app.control.rollout import SmokeAnswer
 from app.control.store import StateStore
@@ -168,8 +169,11 @@ class World:
     def mirrored(self) -> int:
         return self.mirror_percent
 
-    def canary_requests(self, color: str, since: float) -> int | None:
+    def canary_mark(self) -> int | None:
         return None  # no proxy log: the canary counts from the colors' own figures
+
+    def canary_requests(self, color: str, mark: int) -> int | None:
+        return None
 
     def down_reason(self) -> str:
         return "" if self.proxy_running else "nginx is not running (run `bluegreen up`)"
@@ -206,6 +210,9 @@ class World:
     # -- clock --------------------------------------------------------------------------------
     def monotonic(self) -> float:
         return self.now
+
+    def time(self) -> float:
+        return 1_800_000_000.0 + self.now
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
@@ -244,8 +251,8 @@ def make_controller(tmp_path: Path, world: World, toml: str = "") -> Controller:
     path.write_text(f'run_dir = "run"\nmodels_dir = "{world.models_dir}"\n' + toml)
     config = load_config(str(path), environ={})
     lines: list[str] = []
-    stack = Stack(config, runtime=Colors(world), proxy=world, doors=world, store=StateStore(config.run_dir),
-                  clock=world, say=lines.append)
-    controller = Controller(stack)
+    ctx = Context(config, runtime=Colors(world), proxy=world, doors=world,
+                  store=StateStore(config.run_dir, clock=world), clock=world, say=lines.append)
+    controller = Controller(ctx)
     controller.lines = lines
     return controller

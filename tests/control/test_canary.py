@@ -13,7 +13,7 @@ import pytest
 
 from app.control.canary import parse_weights
 from app.control.deploy import Deployer
-from app.control.rollout import Phase
+from app.control.rollout import Phase, Verdict
 from app.errors import ControllerError
 from tests.control.fakes import World, make_controller, write_card
 
@@ -43,13 +43,14 @@ def world(tmp_path):
 @pytest.fixture
 def controller(tmp_path, world):
     controller = make_controller(tmp_path, world, BAKE)
-    controller.up()
+    controller.lifecycle.up()
     world.log.clear()
     return controller
 
 
 def canary_events(controller) -> list[tuple]:
-    return [(e["outcome"], e.get("weight"), e.get("step")) for e in controller.history() if e["action"] == "canary"]
+    return [(e["outcome"], e.get("weight"), e.get("step")) for e in controller.views.history()
+            if e["action"] == "canary"]
 
 
 @pytest.mark.parametrize("text, weights", [("10,50,100", [10, 50, 100]), ("100", [100]), ("1,2,100", [1, 2, 100])])
@@ -66,12 +67,12 @@ def test_other_weights_are_refused_in_one_line(text):
 
 def test_a_healthy_canary_moves_step_by_step_then_switches_and_bakes(controller, world):
     phases = []
-    save = controller.store.save
-    controller.store.save = lambda state: (phases.append((state.phase.value, state.rollout and state.rollout.weight)),
-                                           save(state))[1]
+    save = controller.ctx.store.save
+    controller.ctx.store.save = lambda state: (
+        phases.append((state.phase.value, state.rollout and state.rollout.weight)), save(state))[1]
     result = Deployer(controller).deploy("v1.1.0", canary=[10, 50, 100], step_seconds=10)
     assert result.phase is Phase.PROMOTED, result.message
-    assert [(s["weight"], s["verdict"]) for s in result.canary] == [(10, "pass"), (50, "pass")]
+    assert [(s.weight, s.verdict) for s in result.canary] == [(10, Verdict.PASS), (50, Verdict.PASS)]
     # The shares the world saw, in order, and the switch once the last partial step passed.
     assert [line for line in world.log if line.startswith(("split", "route"))] == [
         "split green 10%", "split green 50%", "route green", "split green 0%"]
@@ -81,10 +82,10 @@ def test_a_healthy_canary_moves_step_by_step_then_switches_and_bakes(controller,
     assert 500 <= result.exposure <= 700
     assert canary_events(controller) == [("step", 10, 1), ("passed", 10, 1), ("step", 50, 2), ("passed", 50, 2),
                                          ("step", 100, 3)]
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert state.active == "green" and state.stable == "v1.1.0"
     assert state.rollout.step == 2 and state.rollout.weight == 100 and state.rollout.canary == [10, 50, 100]
-    deploy = [e for e in controller.history() if e["action"] == "deploy"][-1]
+    deploy = [e for e in controller.views.history() if e["action"] == "deploy"][-1]
     assert deploy["outcome"] == "promoted" and deploy["exposure"] == result.exposure
     assert json.loads(json.dumps(result.to_json()))["exposure"] == result.exposure
 
@@ -93,16 +94,16 @@ def test_a_broken_canary_goes_back_to_zero_at_the_first_step_and_is_rejected(con
     world.version_error_rates["v1.1.0"] = 0.5
     result = Deployer(controller).deploy("v1.1.0", canary=[10, 50, 100], step_seconds=10)
     assert result.phase is Phase.ROLLED_BACK
-    assert [s["weight"] for s in result.canary] == [10] and result.canary[0]["verdict"] == "fail"
+    assert [s.weight for s in result.canary] == [10] and result.canary[0].verdict is Verdict.FAIL
     assert world.split_share() == ("green", 0) and world.routed == "blue"
     assert [line for line in world.log if line.startswith(("split", "route"))] == ["split green 10%",
                                                                                    "split green 0%"]
     # Only its 10% share reached it, and only until the first failing poll.
     assert 0 < result.exposure <= 100
     assert "reached it" in result.message and str(result.exposure) in result.message
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert "v1.1.0" in state.rejected and state.rollout.phase is Phase.ROLLED_BACK
-    cleared = [e for e in controller.history() if e["action"] == "canary" and e["outcome"] == "cleared"]
+    cleared = [e for e in controller.views.history() if e["action"] == "canary" and e["outcome"] == "cleared"]
     assert cleared and cleared[0]["from_weight"] == 10
 
 
@@ -110,20 +111,20 @@ def test_a_step_without_enough_requests_never_moves_on(controller, world):
     world.traffic = 2.0  # 10% of it: 2 requests in the step, far below min_requests
     result = Deployer(controller).deploy("v1.1.0", canary=[10, 100], step_seconds=10)
     assert result.phase is Phase.ROLLED_BACK
-    assert result.canary[0]["verdict"] == "inconclusive" and "never moves on" in result.reason
+    assert result.canary[0].verdict is Verdict.INCONCLUSIVE and "never moves on" in result.reason
     assert world.routed == "blue" and world.split_share()[1] == 0
-    assert "v1.1.0" not in controller.read_state().rejected  # not shown bad: only not shown good
+    assert "v1.1.0" not in controller.ctx.read_state().rejected  # not shown bad: only not shown good
 
 
 def test_abort_at_a_step_puts_the_share_back_at_once(controller, world):
-    world.at.append((15.0, lambda w: controller.abort()))  # during the second step (50%)
+    world.at.append((15.0, lambda w: controller.operations.abort()))  # during the second step (50%)
     result = Deployer(controller).deploy("v1.1.0", canary=[10, 50, 100], step_seconds=10)
     assert result.phase is Phase.ABORTED
     assert world.split_share()[1] == 0 and world.routed == "blue"
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert state.rollout.phase is Phase.ABORTED and state.versions["blue"] == "v1.0.0"
-    assert [s["weight"] for s in result.canary] == [10, 50] and result.canary[1]["verdict"] == "inconclusive"
-    outcomes = [(e["action"], e["outcome"]) for e in controller.history()]
+    assert [s.weight for s in result.canary] == [10, 50] and result.canary[1].verdict is Verdict.INCONCLUSIVE
+    outcomes = [(e["action"], e["outcome"]) for e in controller.views.history()]
     assert ("abort", "requested") in outcomes and ("canary", "cleared") in outcomes
 
 
@@ -134,20 +135,20 @@ def test_sticky_assignment_is_off_by_default_and_asked_for_explicitly(controller
 
 def test_an_interrupted_canary_is_repaired_back_to_zero(controller, world):
     world.on_start = None
-    state = controller.read_state()
-    controller.store.save(state)
+    state = controller.ctx.read_state()
+    controller.ctx.store.save(state)
     world.split("green", 50)
     from app.control.rollout import Rollout
 
-    with controller.store.locked(5):
-        state = controller.read_state()
+    with controller.ctx.store.locked(5):
+        state = controller.ctx.read_state()
         rollout = Rollout("v1.1.0", "blue", "green", phase=Phase.CANARY, pid=2 ** 22 + 12345, pid_started=1,
                           canary=[10, 50, 100], step=1, weight=50)
         state.rollout = rollout
-        controller.store.save(state)
-    controller.reconcile()
+        controller.ctx.store.save(state)
+    controller.reconciler.reconcile()
     assert world.split_share()[1] == 0
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert state.rollout.phase is Phase.ABORTED
     assert "canary share went back to 0%" in state.rollout.reasons[-1]
 

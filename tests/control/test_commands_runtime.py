@@ -20,7 +20,8 @@ import pytest
 
 from app.control.clock import Clock
 from app.control.config import load_config
-from app.control.controller import Controller, Stack
+from app.control.context import Context
+from app.control.controller import Controller
 from app.control.deploy import Deployer
 from app.control.doors import HttpDoors
 from app.control.proxies import CommandProxy
@@ -163,10 +164,11 @@ def make_controller(world, tmp_path, models_dir, extra=""):
         "require_labels = false\n" + COMMANDS
     )
     config = load_config(str(path), environ={})
-    stack = Stack(config, CommandRuntime(config, world), CommandProxy(config, world),
-                  HttpDoors(config.front_url(), config.preview_url()), StateStore(config.run_dir), Clock(),
-                  say=lambda line: None)
-    return Controller(stack)
+    clock = Clock()
+    ctx = Context(config, CommandRuntime(config, world, clock), CommandProxy(config, world),
+                  HttpDoors(config.front_url(), config.preview_url()), StateStore(config.run_dir, clock=clock),
+                  clock, say=lambda line: None)
+    return Controller(ctx)
 
 
 @pytest.fixture
@@ -175,7 +177,7 @@ def controller(world, tmp_path, shipped_models):
 
 
 def test_up_runs_the_configured_commands_in_order(controller, world):
-    controller.up()
+    controller.lifecycle.up()
     assert world.log == [
         "routed",
         "start blue v1.0.0",
@@ -185,55 +187,55 @@ def test_up_runs_the_configured_commands_in_order(controller, world):
         "proxy-start",
         "proxy-reload",  # the proxy may have been running already: it must read the new config
     ]
-    rendered = (controller.config.run_dir / "nginx" / "nginx.conf").read_text()
+    rendered = (controller.ctx.config.run_dir / "nginx" / "nginx.conf").read_text()
     assert "server blue:8080 max_fails=0" in rendered and "server green:8080 backup;" in rendered
     assert "listen 0.0.0.0:8080;" in rendered and "daemon off;" in rendered
     assert "if (-f /etc/bluegreen/active-green)" in rendered
 
 
 def test_switch_runs_only_the_route_command(controller, world):
-    controller.up()
+    controller.lifecycle.up()
     world.log.clear()
-    controller.switch("green")
+    controller.operations.switch("green")
     assert world.log == ["routed", "route green blue"]
     assert world.routed == "green"
 
 
 def test_a_failing_route_command_aborts_the_switch_with_the_old_color_active(controller, world):
-    controller.up()
+    controller.lifecycle.up()
     world.fail.add("route")
     with pytest.raises(ControllerError, match=r"switch to green failed: `route green blue` exited 1: "
                                               r"route: simulated failure; traffic stays on blue"):
-        controller.switch("green")
+        controller.operations.switch("green")
     assert world.routed == "blue"
-    assert controller.status()["active"] == "blue"
-    assert controller.history()[-1]["outcome"] == "failed"
+    assert controller.views.status()["active"] == "blue"
+    assert controller.views.history()[-1]["outcome"] == "failed"
 
 
 def test_a_failing_proxy_test_keeps_the_live_config(controller, world, tmp_path, shipped_models):
-    controller.up()
-    live = (controller.config.run_dir / "nginx" / "nginx.conf").read_text()
+    controller.lifecycle.up()
+    live = (controller.ctx.config.run_dir / "nginx" / "nginx.conf").read_text()
     changed = make_controller(world, tmp_path, shipped_models, extra='client_max_body_size = "2m"\n')
     world.fail.add("proxy-test")
     world.log.clear()
     with pytest.raises(ControllerError, match="nginx rejected the new config: `proxy-test"):
-        changed.reload()
+        changed.lifecycle.reload()
     assert world.log == ["routed", "proxy-test /etc/bluegreen/nginx.conf.new"]
-    assert (controller.config.run_dir / "nginx" / "nginx.conf").read_text() == live
+    assert (controller.ctx.config.run_dir / "nginx" / "nginx.conf").read_text() == live
 
 
 def test_reload_runs_the_configured_reload_command(controller, world, tmp_path, shipped_models):
-    controller.up()
+    controller.lifecycle.up()
     changed = make_controller(world, tmp_path, shipped_models, extra='client_max_body_size = "2m"\n')
     world.log.clear()
-    assert changed.reload() == "nginx config replaced and reloaded; the front door serves it"
+    assert changed.lifecycle.reload() == "nginx config replaced and reloaded; the front door serves it"
     assert world.log == ["routed", "proxy-test /etc/bluegreen/nginx.conf.new", "proxy-reload"]
-    assert "client_max_body_size 2m;" in (controller.config.run_dir / "nginx" / "nginx.conf").read_text()
-    assert changed.reload() == "nginx config unchanged; nothing to reload"
+    assert "client_max_body_size 2m;" in (controller.ctx.config.run_dir / "nginx" / "nginx.conf").read_text()
+    assert changed.lifecycle.reload() == "nginx config unchanged; nothing to reload"
 
 
 def test_a_deploy_over_commands_is_promoted(controller, world):
-    controller.up()
+    controller.lifecycle.up()
     world.log.clear()
     stop = threading.Event()
 
@@ -255,11 +257,11 @@ def test_a_deploy_over_commands_is_promoted(controller, world):
     assert result.phase is Phase.PROMOTED, result.message
     # The bake runs without the lock; its decision takes the lock again (and checks the route).
     assert world.log == ["routed", "stop green", "start green v1.0.0", "route green blue", "routed"]
-    assert world.routed == "green" and controller.read_state().stable == "v1.0.0"
+    assert world.routed == "green" and controller.ctx.read_state().stable == "v1.0.0"
 
 
 def test_a_deploy_blocked_by_the_smoke_gate_leaves_traffic_where_it_was(controller, world, shipped_models):
-    controller.up()
+    controller.lifecycle.up()
     world.log.clear()
     world._answers = lambda version: {}  # the new color answers null for every row
     result = Deployer(controller).deploy("v1.0.0", force=True)  # the active version: both colors then run it
@@ -270,7 +272,7 @@ def test_a_deploy_blocked_by_the_smoke_gate_leaves_traffic_where_it_was(controll
 
 
 def test_a_failing_start_command_aborts_the_deploy_and_traffic_stays(controller, world):
-    controller.up()
+    controller.lifecycle.up()
     world.fail.add("start")
     result = Deployer(controller).deploy("v1.0.0", force=True)  # the active version: both colors then run it
     assert result.phase is Phase.ABORTED

@@ -14,6 +14,7 @@ import pytest
 
 from app.control.bake import watch
 from app.control.deploy import Deployer
+from app.control.events import Action, Outcome
 from app.control.rollout import Phase, Rollout
 from app.errors import ControllerError
 from tests.control.fakes import World, make_controller, write_card
@@ -46,7 +47,7 @@ def world(tmp_path):
 @pytest.fixture
 def controller(tmp_path, world):
     controller = make_controller(tmp_path, world, BAKE)
-    controller.up()
+    controller.lifecycle.up()
     world.log.clear()
     return controller
 
@@ -54,7 +55,7 @@ def controller(tmp_path, world):
 def phases_saved(controller) -> list[str]:
     """Wrap the store so each distinct rollout phase written to disk is remembered, in order."""
     seen: list[str] = []
-    save = controller.store.save
+    save = controller.ctx.store.save
 
     def spy(state):
         phase = state.phase.value
@@ -62,38 +63,41 @@ def phases_saved(controller) -> list[str]:
             seen.append(phase)
         save(state)
 
-    controller.store.save = spy
+    controller.ctx.store.save = spy
     return seen
 
 
 def events(controller, action=None) -> list[dict]:
-    return [e for e in controller.history() if action is None or e["action"] == action]
+    return [e for e in controller.views.history() if action is None or e["action"] == action]
 
 
 # -- up, switch, rollback, reconcile ------------------------------------------------------------
 def test_up_starts_both_colors_and_the_proxy_routed_to_blue(tmp_path, world):
     controller = make_controller(tmp_path, world)
-    result = controller.up()
+    result = controller.lifecycle.up()
     assert result == {"active": "blue", "blue": "started", "green": "started", "nginx": "started"}
     assert world.log == ["start blue v1.0.0", "start green v1.1.0", "route blue", "proxy start"]
     assert [(e["action"], e["outcome"]) for e in events(controller)] == [("up", "succeeded")]
-    assert controller.up()["nginx"] == "running"
+    assert controller.lifecycle.up()["nginx"] == "running"
     assert len(events(controller)) == 1  # a second `up` that changed nothing records nothing
 
 
 def test_switch_moves_the_front_door_and_records_from_and_to(controller, world):
-    entry = controller.switch("green")
+    entry = controller.operations.switch("green")
     assert world.routed == "green"
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert (state.active, state.previous) == ("green", "blue")
-    assert {k: entry[k] for k in ("action", "outcome", "from", "to", "from_version", "to_version")} == {
+    assert (entry.action, entry.outcome, entry.source, entry.target, entry.from_version, entry.to_version) == (
+        Action.SWITCH, Outcome.SUCCEEDED, "blue", "green", "v1.0.0", "v1.1.0")
+    recorded = events(controller, "switch")[-1]
+    assert {k: recorded[k] for k in ("action", "outcome", "from", "to", "from_version", "to_version")} == {
         "action": "switch", "outcome": "succeeded", "from": "blue", "to": "green",
         "from_version": "v1.0.0", "to_version": "v1.1.0"}
     assert "switched from blue (v1.0.0) to green (v1.1.0)" in controller.lines[-1]
 
 
 def test_a_switch_to_the_active_color_does_nothing(controller, world):
-    assert controller.switch("blue")["outcome"] == "noop"
+    assert controller.operations.switch("blue").outcome is Outcome.NOOP
     assert world.log == [] and events(controller, "switch") == []
 
 
@@ -104,8 +108,8 @@ def test_a_switch_to_the_active_color_does_nothing(controller, world):
 def test_a_switch_is_refused_when_the_target_or_the_proxy_is_down(controller, world, fault, reason):
     fault(world)
     with pytest.raises(ControllerError, match="refusing to switch to green: "):
-        controller.switch("green")
-    assert world.routed == "blue" and controller.read_state().active == "blue"
+        controller.operations.switch("green")
+    assert world.routed == "blue" and controller.ctx.read_state().active == "blue"
     assert events(controller, "switch")[-1]["outcome"] == "refused"
     assert reason in events(controller, "switch")[-1]["reason"]
 
@@ -113,7 +117,7 @@ def test_a_switch_is_refused_when_the_target_or_the_proxy_is_down(controller, wo
 def test_a_deploy_of_the_version_already_serving_is_refused_without_force(controller, world):
     with pytest.raises(ControllerError, match="blue already serves v1.0.0; deploying it again would run it on both"):
         Deployer(controller).deploy("v1.0.0")
-    assert world.log == [] and controller.read_state().versions["green"] == "v1.1.0"
+    assert world.log == [] and controller.ctx.read_state().versions["green"] == "v1.1.0"
 
 
 @pytest.mark.parametrize("command", ["deploy", "rollback"])
@@ -123,34 +127,34 @@ def test_with_nginx_down_deploy_and_rollback_load_nothing_before_refusing(contro
     world.stop_color("blue")                              # a rollback would have to load v1.0.0 again
     world.stop()
     world.log.clear()
-    before = controller.read_state().versions
+    before = controller.ctx.read_state().versions
     with pytest.raises(ControllerError, match="nginx is not running"):
-        Deployer(controller).deploy("v1.1.0") if command == "deploy" else controller.rollback()
-    assert world.log == [] and controller.read_state().versions == before
+        Deployer(controller).deploy("v1.1.0") if command == "deploy" else controller.operations.rollback()
+    assert world.log == [] and controller.ctx.read_state().versions == before
 
 
 def test_an_unconfirmed_switch_puts_the_route_back(controller, world):
     world.front_answers = False
     with pytest.raises(ControllerError, match=r"switch to green not confirmed .*; traffic back on blue"):
-        controller.switch("green")
-    assert world.routed == "blue" and controller.read_state().active == "blue"
+        controller.operations.switch("green")
+    assert world.routed == "blue" and controller.ctx.read_state().active == "blue"
     assert events(controller, "switch")[-1]["outcome"] == "failed"
 
 
 def test_rollback_returns_to_the_previous_color(controller, world):
     with pytest.raises(ControllerError, match="nothing to roll back to"):
-        controller.rollback()
-    controller.switch("green")
-    controller.rollback()
+        controller.operations.rollback()
+    controller.operations.switch("green")
+    controller.operations.rollback()
     assert world.routed == "blue"
     assert events(controller)[-1]["action"] == "rollback"
 
 
 def test_status_reads_without_writing_and_reports_drift(controller, world):
     world.routed = "green"  # a controller killed between the route change and the record
-    state_file = controller.store.path
+    state_file = controller.ctx.store.path
     before = (state_file.read_text(), len(events(controller)))
-    status = controller.status()
+    status = controller.views.status()
     assert status["active"] == "green" and status["recorded_active"] == "blue"
     assert status["drift"].startswith("nginx serves green but the record says blue")
     assert (state_file.read_text(), len(events(controller))) == before
@@ -158,11 +162,11 @@ def test_status_reads_without_writing_and_reports_drift(controller, world):
 
 def test_the_next_command_repairs_the_record_as_its_own_step(controller, world):
     world.routed = "green"
-    assert controller.reconcile() == "the record matches what is observed: green (v1.1.0) is active"
+    assert controller.reconciler.reconcile() == "the record matches what is observed: green (v1.1.0) is active"
     repair = events(controller, "reconcile")[-1]
     assert (repair["outcome"], repair["from"], repair["to"]) == ("repaired", "blue", "green")
-    assert (controller.read_state().active, controller.read_state().previous) == ("green", "blue")
-    controller.reconcile()
+    assert (controller.ctx.read_state().active, controller.ctx.read_state().previous) == ("green", "blue")
+    controller.reconciler.reconcile()
     assert len(events(controller, "reconcile")) == 1
 
 
@@ -173,7 +177,7 @@ def test_a_good_version_moves_through_every_phase_to_promoted(controller, world)
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.PROMOTED and result.succeeded
     assert seen == ["gating", "loading", "gating", "switching", "baking", "promoted"]
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert (state.active, state.stable, state.versions) == ("green", "v1.2.0", {"blue": "v1.0.0", "green": "v1.2.0"})
     assert world.log == ["stop green", "start green v1.2.0", "route green"]
     gates = [(e["gate"], e["outcome"]) for e in events(controller, "gate")]
@@ -213,7 +217,7 @@ def test_a_version_that_fails_to_load_aborts_and_the_idle_color_is_restored(cont
     assert result.phase is Phase.ABORTED and seen == ["gating", "loading", "aborted"]
     assert result.message == "green did not start: simulated failure; traffic stays on blue"
     assert world.log == ["stop green", "start green v1.2.0", "stop green", "start green v1.1.0"]
-    assert controller.read_state().versions["green"] == "v1.1.0"
+    assert controller.ctx.read_state().versions["green"] == "v1.1.0"
 
 
 def test_a_card_that_lies_is_caught_by_the_smoke_gate(controller, world):
@@ -233,7 +237,7 @@ def test_a_dry_run_passes_the_gates_and_switches_nothing(controller, world):
     result = Deployer(controller).deploy("v1.2.0", dry_run=True)
     assert result.phase is Phase.VERIFIED and result.succeeded
     assert seen == ["gating", "loading", "gating", "verified"]
-    assert world.routed == "blue" and controller.read_state().stable == "v1.0.0"
+    assert world.routed == "blue" and controller.ctx.read_state().stable == "v1.0.0"
     assert "route green" not in world.log
 
 
@@ -244,7 +248,48 @@ def test_a_switch_that_is_not_confirmed_aborts_the_deploy(controller, world):
     assert result.phase is Phase.ABORTED
     assert seen == ["gating", "loading", "gating", "switching", "aborted"]
     assert result.message.startswith("deploy v1.2.0: switch to green not confirmed")
-    assert world.routed == "blue" and controller.read_state().active == "blue"
+    assert world.routed == "blue" and controller.ctx.read_state().active == "blue"
+
+
+def unreadable_state(controller, world, at: float, seconds: float) -> None:
+    """From ``at`` (world time) for ``seconds``, and at least once, every read of state.json
+    fails, as a state file that cannot be read (replaced by another program, a disk error) does."""
+    store, read = controller.ctx.store, controller.ctx.store.read
+    window = {"until": 0.0, "failed": 0}
+
+    def failing(*args):
+        if window["failed"] and world.now >= window["until"]:
+            store.read = read
+            return read(*args)
+        window["failed"] += 1
+        raise ControllerError(f"{store.path}: unreadable state (Expecting value: line 1 column 1 (char 0)); "
+                              "move it aside and run `bluegreen up`, which records what it finds")
+
+    def begin(w):
+        window["until"] = w.now + seconds
+        store.read = failing
+
+    world.at.append((at, begin))
+
+
+@pytest.mark.parametrize("seconds", [0.0, 3.0])  # one read, or every read for 3 s
+def test_a_controller_error_in_the_bake_ends_the_deploy_aborted_recorded_with_traffic_back(controller, world,
+                                                                                           seconds):
+    # Before any poll failed (no first failure to time the rollback from): this once ended in
+    # KeyError 'since_ms' after traffic had moved back, with the state left `baking`.
+    world.traffic = 20
+    unreadable_state(controller, world, at=2.0, seconds=seconds)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ABORTED and not result.succeeded
+    assert result.message.startswith("deploy v1.2.0 failed: ") and "unreadable state" in result.message
+    assert result.message.endswith("; traffic back on blue (v1.0.0)")
+    assert world.routed == "blue"
+    state = controller.ctx.read_state()
+    assert state.active == "blue" and state.phase is Phase.ABORTED and state.stable == "v1.0.0"
+    assert "v1.2.0" not in state.rejected  # not shown bad: the bake could not go on
+    deploy = events(controller, "deploy")[-1]
+    assert deploy["outcome"] == "aborted" and "unreadable state" in deploy["reason"]
+    assert events(controller, "rollback")[-1]["outcome"] == "succeeded"
 
 
 def test_a_bake_whose_rollback_cannot_happen_ends_aborted_and_says_where_traffic_is(controller, world):
@@ -281,7 +326,7 @@ def test_a_bake_that_fails_rolls_back_to_the_previous_color(controller, world):
     assert seen == ["gating", "loading", "gating", "switching", "baking", "rolled-back"]
     assert result.message.startswith("deploy v1.2.0 rolled back: error rate 50.00% over 20 requests since the bake "
                                      "began is above 10.00%")
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert world.routed == "blue" and (state.stable, state.rejected) == ("v1.0.0", ["v1.2.0"])
     rollback = events(controller, "rollback")[-1]
     assert rollback["outcome"] == "succeeded" and rollback["reason"].startswith("automatic rollback: error rate")
@@ -304,7 +349,7 @@ def test_a_bake_that_sees_no_traffic_is_inconclusive_never_a_pass(controller, wo
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.DEGRADED and not result.succeeded
     assert "bake inconclusive" in result.message and "green keeps the traffic" in result.message
-    assert world.routed == "green" and controller.read_state().stable == "v1.0.0"
+    assert world.routed == "green" and controller.ctx.read_state().stable == "v1.0.0"
 
 
 def test_live_accuracy_below_the_limit_fails_the_bake(controller, world):
@@ -319,21 +364,21 @@ def test_live_accuracy_below_the_limit_fails_the_bake(controller, world):
 def test_a_manual_rollback_after_promotion_ends_the_rollout_rolled_back(controller, world):
     world.traffic = 20
     Deployer(controller).deploy("v1.2.0")
-    controller.rollback()
-    state = controller.read_state()
+    controller.operations.rollback()
+    state = controller.ctx.read_state()
     assert state.phase is Phase.ROLLED_BACK and state.active == "blue"
     assert state.rollout.reasons[-1] == "rolled-back: manual rollback"
 
 
 def test_a_degraded_rollout_can_be_rolled_back(controller, world):
     Deployer(controller).deploy("v1.2.0")
-    assert controller.read_state().phase is Phase.DEGRADED
-    controller.rollback()
-    assert controller.read_state().phase is Phase.ROLLED_BACK
+    assert controller.ctx.read_state().phase is Phase.DEGRADED
+    controller.operations.rollback()
+    assert controller.ctx.read_state().phase is Phase.ROLLED_BACK
 
 
 def test_watch_rolls_back_when_the_active_color_fails(controller, world):
-    controller.switch("green")
+    controller.operations.switch("green")
     world.traffic = 10
     world.at.append((2.5, lambda w: setattr(w, "error_rate", 1.0)))
     assert watch(controller, duration=30) == 1
@@ -351,8 +396,8 @@ def test_watch_returns_0_when_nothing_fails(controller, world):
 
 def test_a_dry_run_of_the_version_the_idle_color_already_runs_displaces_nothing(controller, world):
     write_card(world.models_dir, "v9.9.9", accuracy=0.97)
-    controller.switch("green")
-    controller.switch("blue")                             # green keeps v1.1.0, the rollback target
+    controller.operations.switch("green")
+    controller.operations.switch("blue")                             # green keeps v1.1.0, the rollback target
     with pytest.raises(ControllerError, match="a dry run would replace it"):
         Deployer(controller).deploy("v9.9.9", dry_run=True)
     assert Deployer(controller).deploy("v1.1.0", dry_run=True).phase is Phase.VERIFIED  # nothing to replace
@@ -362,18 +407,18 @@ def test_a_dry_run_of_the_version_the_idle_color_already_runs_displaces_nothing(
 # -- rollback goes to a promoted version, never to a slot -----------------------------------------
 def test_rollback_never_serves_a_version_that_was_never_promoted(controller, world):
     write_card(world.models_dir, "v9.9.8", accuracy=0.97)
-    controller.switch("green")
-    controller.switch("blue")
+    controller.operations.switch("green")
+    controller.operations.switch("blue")
     assert Deployer(controller).deploy("v9.9.8", dry_run=True, replace_idle=True).phase is Phase.VERIFIED
     assert world.colors["green"].version == "v9.9.8"
-    controller.rollback()
+    controller.operations.rollback()
     assert world.routed == "green" and world.colors["green"].version == "v1.1.0"  # loaded back, then switched
     assert events(controller, "rollback")[-1]["to_version"] == "v1.1.0"
 
 
 def test_a_dry_run_does_not_displace_the_rollback_target_unless_asked(controller, world):
-    controller.switch("green")
-    controller.switch("blue")
+    controller.operations.switch("green")
+    controller.operations.switch("blue")
     world.log.clear()
     with pytest.raises(ControllerError, match=r"refusing to deploy v1.2.0: green runs v1.1.0, the version a "
                                               r"rollback returns to; a dry run would replace it \(pass --replace"):
@@ -386,11 +431,11 @@ def test_after_a_blocked_deploy_rollback_returns_to_the_promoted_version_not_the
     card = json.loads(card_path.read_text())
     card["metrics"]["accuracy"] = 0.99  # the smoke gate blocks it after it was loaded on green
     card_path.write_text(json.dumps(card))
-    controller.switch("green")
-    controller.switch("blue")
+    controller.operations.switch("green")
+    controller.operations.switch("blue")
     assert Deployer(controller).deploy("v1.2.0").phase is Phase.ABORTED
     assert world.colors["green"].version == "v1.2.0"
-    controller.rollback()
+    controller.operations.rollback()
     assert world.routed == "green" and world.colors["green"].version == "v1.1.0"
 
 
@@ -398,22 +443,22 @@ def test_a_switch_to_a_version_that_was_never_promoted_needs_force(controller, w
     Deployer(controller).deploy("v1.2.0", dry_run=True)
     with pytest.raises(ControllerError, match="refusing to switch to green: green runs v1.2.0, which was never "
                                               "promoted"):
-        controller.switch("green")
+        controller.operations.switch("green")
     assert world.routed == "blue"
-    controller.switch("green", force=True)
-    assert controller.read_state().stable == "v1.2.0"
+    controller.operations.switch("green", force=True)
+    assert controller.ctx.read_state().stable == "v1.2.0"
 
 
 def test_rollback_with_nothing_promoted_before_says_so(controller, world):
     with pytest.raises(ControllerError, match="nothing to roll back to: v1.0.0 is the only promoted version"):
-        controller.rollback()
+        controller.operations.rollback()
 
 
 # -- abort and rollback preempt a running deploy ---------------------------------------------------
 @pytest.mark.parametrize("command", ["abort", "rollback"])
 def test_abort_and_rollback_preempt_a_bake_at_once(controller, world, command):
     world.traffic = 20
-    world.at.append((3.0, lambda w: getattr(controller, command)()))
+    world.at.append((3.0, lambda w: getattr(controller.operations, command)()))
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.ABORTED and not result.succeeded
     assert world.routed == "blue" and 3.0 <= world.now < 3.5
@@ -421,12 +466,12 @@ def test_abort_and_rollback_preempt_a_bake_at_once(controller, world, command):
     assert (request["outcome"], request["version"]) == ("requested", "v1.2.0")
     back = events(controller, "rollback")[-1]
     assert back["to_version"] == "v1.0.0" and back["since_ms"] < 1000
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert state.phase is Phase.ABORTED and state.stable == "v1.0.0"
 
 
 def test_abort_while_loading_stops_the_deploy_before_any_switch(controller, world):
-    world.on_start = lambda w: (setattr(w, "on_start", None), controller.abort())
+    world.on_start = lambda w: (setattr(w, "on_start", None), controller.operations.abort())
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.ABORTED
     assert result.message == ("deploy v1.2.0 aborted by the operator before the switch; traffic stays on blue "
@@ -436,7 +481,7 @@ def test_abort_while_loading_stops_the_deploy_before_any_switch(controller, worl
 
 def test_abort_with_no_rollout_running_says_so(controller, world):
     with pytest.raises(ControllerError, match="no rollout is running: nothing to abort"):
-        controller.abort()
+        controller.operations.abort()
 
 
 # -- the bake judges only its own window ------------------------------------------------------------
@@ -467,22 +512,22 @@ def kill_deploy_at(controller, world, when: float) -> None:
     world.at.append((when, kill))
     with pytest.raises(Killed):
         Deployer(controller).deploy("v1.2.0")
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     state.rollout.pid = dead_pid()
-    controller.store.save(state)
+    controller.ctx.store.save(state)
 
 
 def test_a_deploy_killed_during_the_bake_is_seen_refused_over_and_rolled_back(controller, world):
     world.traffic = 20
     kill_deploy_at(controller, world, 2.0)
     assert world.routed == "green"
-    warnings = controller.status()["warnings"]
+    warnings = controller.views.status()["warnings"]
     assert len(warnings) == 1 and " ended while baking; `bluegreen reconcile` ends it" in warnings[0]
     with pytest.raises(ControllerError, match=r"refusing to deploy v1.1.0: the deploy of v1.2.0 \(pid \d+\) "
                                               r"ended while baking; .* or pass --force"):
         Deployer(controller).deploy("v1.1.0")
-    controller.reconcile()
-    state = controller.read_state()
+    controller.reconciler.reconcile()
+    state = controller.ctx.read_state()
     assert world.routed == "blue" and state.phase is Phase.ABORTED
     assert state.rollout.reasons[-1].endswith("traffic returned to v1.0.0")
     assert events(controller, "reconcile")[-1]["outcome"] == "repaired"
@@ -496,10 +541,10 @@ def test_a_deploy_killed_while_loading_leaves_traffic_and_the_record_true(contro
     with pytest.raises(Killed):
         Deployer(controller).deploy("v1.2.0")
     world.on_start = None
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     state.rollout.pid = dead_pid()
-    controller.store.save(state)
-    assert controller.read_state().phase is Phase.LOADING
+    controller.ctx.store.save(state)
+    assert controller.ctx.read_state().phase is Phase.LOADING
     result = Deployer(controller).deploy("v1.2.0", force=True)  # --force ends the old rollout first
     assert result.phase is Phase.PROMOTED or result.phase is Phase.DEGRADED
     repair = [e for e in events(controller, "reconcile") if "ended while loading" in e["reason"]]
@@ -508,22 +553,22 @@ def test_a_deploy_killed_while_loading_leaves_traffic_and_the_record_true(contro
 
 def test_the_record_of_a_color_follows_what_it_serves(controller, world):
     world.colors["green"].version = "v1.2.0"  # changed behind the controller's back
-    controller.reconcile()
-    assert controller.read_state().versions["green"] == "v1.2.0"
+    controller.reconciler.reconcile()
+    assert controller.ctx.read_state().versions["green"] == "v1.2.0"
     repair = events(controller, "reconcile")[-1]
     assert repair["reason"] == "green serves v1.2.0 but the record said v1.1.0"
 
 
 def test_a_rollout_of_a_live_deploy_is_not_taken_for_interrupted(controller, world):
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     state.rollout = Rollout("v1.2.0", "blue", "green", phase=Phase.BAKING, pid=1)  # pid 1 runs, since long ago
     state.rollout.pid_started = None
-    controller.store.save(state)
-    assert controller.status()["warnings"] == []
+    controller.ctx.store.save(state)
+    assert controller.views.status()["warnings"] == []
     with pytest.raises(ControllerError, match=r"refusing to deploy v1.1.0: a deploy of v1.2.0 is baking \(pid 1\)"):
         Deployer(controller).deploy("v1.1.0")
     with pytest.raises(ControllerError, match="refusing to switch to green: a deploy of v1.2.0 is baking"):
-        controller.switch("green")
+        controller.operations.switch("green")
 
 
 # -- a color that recovers before the decision is not rolled back ------------------------------------
@@ -545,13 +590,13 @@ def test_watch_does_not_roll_back_a_color_that_recovered(controller, world):
 
 
 def test_a_switch_whose_outcome_could_not_be_recorded_moves_no_traffic(controller, world):
-    controller.up()
-    history = controller.store.history_path
+    controller.lifecycle.up()
+    history = controller.ctx.store.history_path
     history.unlink()
     history.mkdir()
     with pytest.raises(ControllerError, match="nothing could be recorded; move it aside"):
-        controller.switch("green")
-    assert world.routed == "blue" and controller.read_state().active == "blue"
+        controller.operations.switch("green")
+    assert world.routed == "blue" and controller.ctx.read_state().active == "blue"
 
 
 def test_watch_forgets_a_failed_poll_once_the_color_answers_again(controller, world):
@@ -559,21 +604,21 @@ def test_watch_forgets_a_failed_poll_once_the_color_answers_again(controller, wo
     world.traffic = 10
     world.at.append((2.5, lambda w: setattr(w.colors["blue"], "silent_probes", 1)))
     world.at.append((8.5, lambda w: setattr(w.colors["blue"], "silent_probes", 2)))  # one poll, one recheck
-    assert controller.config.bake.failure_limit == 1
+    assert controller.ctx.config.bake.failure_limit == 1
     assert watch(controller, duration=14) == 0
     assert world.routed == "blue"
     assert [e for e in events(controller) if e["action"] == "rollback"] == []
 
 
 def test_watch_rejects_the_version_it_rolls_back(controller, world):
-    controller.switch("green")
+    controller.operations.switch("green")
     world.traffic = 10
     world.at.append((2.5, lambda w: setattr(w, "error_rate", 1.0)))
     assert watch(controller, duration=30) == 1
-    state = controller.read_state()
+    state = controller.ctx.read_state()
     assert (world.routed, state.stable, state.rejected) == ("blue", "v1.0.0", ["v1.1.0"])
     with pytest.raises(ControllerError, match="green runs v1.1.0, which was never promoted"):
-        controller.switch("green")
+        controller.operations.switch("green")
 
 
 # -- reload and down check what they claim -----------------------------------------------------------
@@ -581,7 +626,7 @@ def test_a_reload_that_nginx_does_not_apply_is_undone_and_fails(controller, worl
     before = world.config_text
     world.settings_generation, world.reload_ignored = "000000000002", True
     with pytest.raises(ControllerError) as caught:
-        controller.reload()
+        controller.lifecycle.reload()
     assert str(caught.value) == (
         "nginx did not take the new config (the front door serves config generation 000000000001, not the new "
         "000000000002 (nginx: bind() to 127.0.0.1:8080 failed (98: Address already in use))); the previous config "
@@ -589,7 +634,7 @@ def test_a_reload_that_nginx_does_not_apply_is_undone_and_fails(controller, worl
     assert world.config_text == before
     assert events(controller, "reload")[-1]["outcome"] == "failed"
     world.reload_ignored = False
-    assert controller.reload() == "nginx config replaced and reloaded; the front door serves it"
+    assert controller.lifecycle.reload() == "nginx config replaced and reloaded; the front door serves it"
 
 
 def test_a_reload_whose_front_door_does_not_answer_the_active_color_is_undone(controller, world):
@@ -597,7 +642,7 @@ def test_a_reload_whose_front_door_does_not_answer_the_active_color_is_undone(co
     world.settings_generation = world.misrouting_generation = "000000000003"  # a template that lost the route
     with pytest.raises(ControllerError, match=r"nginx did not take the new config \(the front door is not answered "
                                               r"by blue after 5s \(last: HTTP 502\)\); the previous config is back"):
-        controller.reload()
+        controller.lifecycle.reload()
     assert world.config_text == before and world.front_color() == "blue"
 
 
@@ -605,19 +650,19 @@ def test_down_says_when_something_still_listens(controller, world):
     world.stop = lambda: None  # a proxy that does not stop
     with pytest.raises(ControllerError, match=r"stopped nginx and both colors, but something still listens: "
                                               r"port 8080 \(pid 77: nginx: worker process\)"):
-        controller.down()
+        controller.lifecycle.down()
     assert events(controller, "down")[-1]["outcome"] == "failed"
 
 
 def test_failovers_become_history_lines_once(controller, world):
     world.colors["green"].failovers = 37  # green answered 37 requests meant for blue
-    controller.reconcile()
-    controller.reconcile()
+    controller.reconciler.reconcile()
+    controller.reconciler.reconcile()
     lines = events(controller, "failover")
     assert len(lines) == 1
     assert (lines[0]["from"], lines[0]["to"], lines[0]["requests"]) == ("blue", "green", 37)
     world.colors["green"].failovers = 40
-    controller.reconcile()
+    controller.reconciler.reconcile()
     assert [e["requests"] for e in events(controller, "failover")] == [37, 3]
 
 

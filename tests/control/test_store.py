@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from app.control.rollout import Action, Event, Phase, Rollout, RolloutState
+from app.control.events import Action, Event, Outcome
+from app.control.rollout import Phase, Rollout, RolloutState
 from app.control.store import StateStore
 from app.errors import ControllerError
 
@@ -89,7 +90,7 @@ def test_a_second_format_record_is_read(tmp_path):
 def test_history_is_an_append_only_log_that_rotates(tmp_path):
     store = StateStore(tmp_path, history_max_bytes=400, history_keep=2)
     for i in range(20):
-        store.append(Event(Action.SWITCH, "succeeded", f"switch {i}"))
+        store.append(Event(action=Action.SWITCH, outcome=Outcome.SUCCEEDED, reason=f"switch {i}"))
     kept = [e["reason"] for e in store.history()]
     assert kept == [f"switch {i}" for i in range(20 - len(kept), 20)]
     assert 3 <= len(kept) < 20
@@ -107,19 +108,19 @@ def test_a_state_of_a_format_this_version_does_not_know_is_refused_and_left_as_i
 
 def test_history_lines_that_are_not_events_are_skipped_and_a_broken_state_does_not_hide_the_history(tmp_path):
     store = StateStore(tmp_path)
-    store.append(Event(Action.UP, "succeeded"))
+    store.append(Event(action=Action.UP, outcome=Outcome.SUCCEEDED))
     with open(tmp_path / "history.jsonl", "ab") as handle:
         for line in (b"\xff\xfe not utf-8", b"[" * 50_000 + b"]" * 50_000, b"[1, 2, 3]", b'"a string"', b"{}",
                      b'{"action": 3, "outcome": "x"}'):
             handle.write(line + b"\n")
-    store.append(Event(Action.DOWN, "succeeded"))
+    store.append(Event(action=Action.DOWN, outcome=Outcome.SUCCEEDED))
     (tmp_path / "state.json").write_text("{half")
     assert [e["action"] for e in store.history()] == ["up", "down"]
 
 
 def test_nothing_is_changed_when_the_outcome_could_not_be_recorded(tmp_path):
     store = StateStore(tmp_path)
-    store.append(Event(Action.UP, "succeeded"))
+    store.append(Event(action=Action.UP, outcome=Outcome.SUCCEEDED))
     (tmp_path / "history.jsonl").unlink()
     (tmp_path / "history.jsonl").mkdir()
     with pytest.raises(ControllerError, match="history.jsonl: not a regular file, so nothing could be recorded"):
@@ -128,10 +129,10 @@ def test_nothing_is_changed_when_the_outcome_could_not_be_recorded(tmp_path):
 
 def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
     store = StateStore(tmp_path)
-    store.append(Event(Action.UP, "succeeded"))
+    store.append(Event(action=Action.UP, outcome=Outcome.SUCCEEDED))
     with open(tmp_path / "history.jsonl", "a") as handle:
         handle.write('{"time": "t", "act')
-    store.append(Event(Action.DOWN, "succeeded"))
+    store.append(Event(action=Action.DOWN, outcome=Outcome.SUCCEEDED))
     assert [e["action"] for e in store.history()] == ["up", "down"]
 
 
@@ -152,4 +153,4 @@ def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path):
     with pytest.raises(ControllerError, match=r"run/state.json: cannot write the state \("):
         store.save(RolloutState(versions=dict(VERSIONS)))
     with pytest.raises(ControllerError, match=r"run/history.jsonl: cannot write the history \("):
-        store.append(Event(Action.UP, "succeeded"))
+        store.append(Event(action=Action.UP, outcome=Outcome.SUCCEEDED))

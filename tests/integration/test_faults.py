@@ -121,6 +121,30 @@ def test_a_deploy_killed_during_the_bake_is_reported_and_its_traffic_returned(st
     assert stack.status()["phase"] == "aborted"
 
 
+def test_a_state_file_unreadable_for_a_moment_during_the_bake_ends_the_deploy_recorded(stack):
+    state_file = stack.run_dir / "state.json"
+    with Traffic(stack.front, clients=4) as traffic:
+        deploy = stack.popen("deploy", "v1.1.0")
+        wait_until(lambda: rollout_phase(stack) == "baking", 60, what="the bake to begin")
+        kept = state_file.read_bytes()
+        garbage = stack.run_dir / "garbage"
+        garbage.write_bytes(b"not json")
+        os.replace(garbage, state_file)  # unreadable, atomically, for 3 s
+        time.sleep(3.0)
+        restored = stack.run_dir / "restored"
+        restored.write_bytes(kept)
+        os.replace(restored, state_file)
+        out, err = deploy.communicate(timeout=60)
+    assert deploy.returncode == 1, out + err
+    assert err.count("\n") == 1 and err.startswith("bluegreen: deploy v1.1.0 failed: ") and "unreadable state" in err
+    assert "Traceback" not in out + err
+    assert traffic.failures == []
+    assert stack.front_color() == "blue"
+    assert stack.status()["phase"] == "aborted"
+    last = stack.history()[-1]
+    assert (last["action"], last["outcome"]) == ("deploy", "aborted") and "unreadable state" in last["reason"]
+
+
 # -- 5. a killed nginx master ----------------------------------------------------------------
 def test_a_killed_nginx_master_leaves_no_orphan_worker_behind(stack):
     master = stack.status()["nginx_pid"]
@@ -251,29 +275,44 @@ def test_a_reload_with_nginx_down_says_so_and_fails(stack):
 
 
 # -- 8. a frozen (SIGSTOP) active color ------------------------------------------------------
-def test_a_frozen_active_color_costs_seconds_not_the_whole_freeze_and_watch_spares_it_once_it_resumes(stack):
-    pids = stack.gunicorn_pids("blue")
-    watch = stack.popen("watch", "--duration", "12")
-    with Traffic(stack.front, clients=8, timeout=30) as traffic:
-        time.sleep(1.0)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        time.sleep(6.0)
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-        time.sleep(1.0)
-    out, err = watch.communicate(timeout=30)
-    print(f"\nblue frozen 6s under 8 clients: {traffic.sent} requests, {len(traffic.failures)} failed, slowest "
-          f"{traffic.slowest:.2f}s, versions {traffic.versions}\n{out}")
-    assert traffic.failures == []
-    assert traffic.slowest < 4.0  # a request waits for the read timeouts, not for the freeze to end
-    assert traffic.versions.get("v1.1.0", 0) > 0  # the other color answered meanwhile
-    assert stack.front_color() == "blue"
-    rollbacks = [e for e in stack.history() if e["action"] == "rollback"]
-    if watch.returncode == 0:
-        assert rollbacks == []
-    else:  # watch decided while blue was still frozen: it must say so, not roll back a color that resumed
-        assert "answers again" not in out
+# Polls in a row that may find the color not answering before `watch` decides: more than a
+# 6 s freeze lasts (a poll waits up to 2 s for an answer), and an error limit the freeze's
+# failovers stay under. The failure limit itself is judged over the fakes
+# (tests/control/test_reconciler.py); here the subject is what users and `watch` see.
+PATIENT_WATCH = """
+[bake]
+period = 60.0
+interval = 0.5
+failure_limit = 20
+max_error_rate = 0.5
+"""
+
+
+def test_a_frozen_active_color_costs_seconds_not_the_whole_freeze_and_watch_spares_it_once_it_resumes(
+        models_dir, tmp_path):
+    with Stack(tmp_path, models_dir, PATIENT_WATCH) as stack:
+        pids = stack.gunicorn_pids("blue")
+        watch = stack.popen("watch", "--duration", "12")
+        with Traffic(stack.front, clients=8, timeout=30) as traffic:
+            time.sleep(1.0)
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(6.0)
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(1.0)
+        out, err = watch.communicate(timeout=30)
+        print(f"\nblue frozen 6s under 8 clients: {traffic.sent} requests, {len(traffic.failures)} failed, slowest "
+              f"{traffic.slowest:.2f}s, versions {traffic.versions}\n{out}")
+        assert traffic.failures == []
+        assert traffic.slowest < 4.0  # a request waits for the read timeouts, not for the freeze to end
+        assert traffic.versions.get("v1.1.0", 0) > 0  # the other color answered meanwhile
+        assert watch.returncode == 0, out + err
+        polls = [line for line in out.splitlines() if " poll " in line]
+        assert any("does not answer (timed out)" in line for line in polls)  # watch saw the freeze
+        assert ": fail" not in polls[-1]  # and the color answering again
+        assert stack.front_color() == "blue"
+        assert [e for e in stack.history() if e["action"] == "rollback"] == []
 
 
 # -- 9. one dead worker of the active color --------------------------------------------------

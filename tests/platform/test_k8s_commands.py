@@ -32,7 +32,8 @@ from werkzeug.serving import make_server
 
 from app.control.clock import Clock
 from app.control.config import load_config
-from app.control.controller import Controller, Stack
+from app.control.context import Context
+from app.control.controller import Controller
 from app.control.deploy import Deployer
 from app.control.doors import HttpDoors
 from app.control.proxies import CommandProxy
@@ -221,10 +222,11 @@ def controller(cluster, tmp_path):
         bake=dataclasses.replace(config.bake, period=3.0, interval=0.5, max_error_rate=0.5, max_slow_rate=0.5,
                                  min_requests=10),
     )
-    stack = Stack(config, CommandRuntime(config, cluster), CommandProxy(config, cluster),
-                  HttpDoors(config.front_url(), config.preview_url()), StateStore(config.run_dir), Clock(),
-                  say=lambda line: None)
-    return Controller(stack)
+    clock = Clock()
+    ctx = Context(config, CommandRuntime(config, cluster, clock), CommandProxy(config, cluster),
+                  HttpDoors(config.front_url(), config.preview_url()), StateStore(config.run_dir, clock=clock),
+                  clock, say=lambda line: None)
+    return Controller(ctx)
 
 
 def selectors(cluster) -> dict:
@@ -272,7 +274,7 @@ class Clients:
 
 def test_up_after_kubectl_apply_only_routes_the_doors(controller, cluster, tmp_path):
     # `kubectl apply -f k8s/` already runs both colors with their versions: nothing to start.
-    controller.up()
+    controller.lifecycle.up()
     assert cluster.log == [ROUTED, ROUTE.format(color="blue", other="green")]
     assert selectors(cluster) == routed_to(cluster, "blue")
     assert front(cluster) == ("blue", "v1.0.0")
@@ -280,10 +282,10 @@ def test_up_after_kubectl_apply_only_routes_the_doors(controller, cluster, tmp_p
 
 
 def test_up_after_down_starts_each_color_then_routes(controller, cluster, tmp_path):
-    controller.up()
-    controller.down()
+    controller.lifecycle.up()
+    controller.lifecycle.down()
     cluster.log.clear()
-    controller.up()
+    controller.lifecycle.up()
     assert cluster.log == [
         ROUTED,
         START.format(color="blue", version="v1.0.0"),
@@ -295,22 +297,22 @@ def test_up_after_down_starts_each_color_then_routes(controller, cluster, tmp_pa
 
 
 def test_switch_patches_both_door_services_and_nothing_else(controller, cluster, tmp_path):
-    controller.up()
+    controller.lifecycle.up()
     cluster.log.clear()
-    controller.switch("green")
+    controller.operations.switch("green")
     assert cluster.log == [ROUTED, ROUTE.format(color="green", other="blue")]
     assert selectors(cluster) == routed_to(cluster, "green")
     assert front(cluster) == ("green", "v1.1.0")
     cluster.log.clear()
-    controller.switch("green")                            # already there: nothing runs but the check
+    controller.operations.switch("green")                            # already there: nothing runs but the check
     assert cluster.log == [ROUTED]
     cluster.validate(tmp_path)
 
 
 def test_a_deploy_loads_the_idle_color_gates_it_switches_and_bakes(controller, cluster, shipped_models, tmp_path):
-    controller.up()
-    controller.switch("green")
-    controller.switch("blue")
+    controller.lifecycle.up()
+    controller.operations.switch("green")
+    controller.operations.switch("blue")
     cluster.log.clear()
     with Clients(cluster, shipped_models):
         result = Deployer(controller).deploy("v1.0.0", force=True)   # onto green, which serves v1.1.0
@@ -331,20 +333,20 @@ def test_a_deploy_loads_the_idle_color_gates_it_switches_and_bakes(controller, c
 
 
 def test_rollback_routes_back_to_the_color_still_running_the_promoted_version(controller, cluster, shipped_models):
-    controller.up()
+    controller.lifecycle.up()
     with Clients(cluster, shipped_models):
         assert Deployer(controller).deploy("v1.1.0").phase is Phase.PROMOTED   # green, already loaded
-    controller.switch("blue")
+    controller.operations.switch("blue")
     cluster.log.clear()
-    controller.rollback()                                 # the last promoted version: v1.1.0 on green
+    controller.operations.rollback()                                 # the last promoted version: v1.1.0 on green
     assert cluster.log == [ROUTED, ROUTE.format(color="green", other="blue")]
     assert front(cluster) == ("green", "v1.1.0")
 
 
 def test_down_scales_both_colors_to_zero(controller, cluster, tmp_path):
-    controller.up()
+    controller.lifecycle.up()
     cluster.log.clear()
-    controller.down()
+    controller.lifecycle.down()
     assert cluster.log == [STOP.format(color="blue"), STOP.format(color="green")]
     assert [cluster.objects[("deployment", f"iris-{c}")]["spec"]["replicas"] for c in ("blue", "green")] == [0, 0]
     for door in ("front", "blue", "green"):
@@ -355,8 +357,8 @@ def test_down_scales_both_colors_to_zero(controller, cluster, tmp_path):
 def test_down_succeeds_while_the_port_forwards_still_listen(controller, cluster):
     # A kubectl port-forward (and the Ingress) keeps accepting after the scale-down; only a
     # server that still answers counts as left behind.
-    controller.up()
-    controller.down()
+    controller.lifecycle.up()
+    controller.lifecycle.down()
 
 
 def test_a_command_naming_what_the_manifests_lack_fails_like_kubectl(cluster):

@@ -1,4 +1,4 @@
-"""The bake monitor: windows since the bake began, the stable side, when to roll back, how a bake ends."""
+"""The judge: windows since the bake began, the stable side, when to roll back, how a window ends."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from app.control import bake, gates
+from app.control import gates, judge, windows
 from app.control.config import BakeSettings
 from app.control.probes import ServerProbe
 from app.control.rollout import GateResult, Verdict
@@ -38,18 +38,21 @@ class Clock:
     def monotonic(self):
         return 0.0
 
+    def time(self):
+        return 0.0
+
 
 def monitor(runtime, settings=SETTINGS):
     lines = []
-    m = bake.BakeMonitor(runtime, "green", "v2.0.0", settings, Clock(), lines.append)
+    m = judge.Judge(runtime, "green", "v2.0.0", settings, Clock(), lines.append)
     m.lines = lines
     return m
 
 
 def test_slow_requests_are_counted_above_the_smallest_bucket_at_or_over_the_limit():
-    assert bake.slow_counts({"latency_buckets": BUCKETS}, 250.0) == (100, 5, 250.0)
-    assert bake.slow_counts({"latency_buckets": BUCKETS}, 200.0) == (100, 5, 250.0)
-    assert bake.slow_counts({"latency_buckets": BUCKETS}, 300.0) == (100, 1, 500.0)
+    assert windows.slow_counts({"latency_buckets": BUCKETS}, 250.0) == (100, 5, 250.0)
+    assert windows.slow_counts({"latency_buckets": BUCKETS}, 200.0) == (100, 5, 250.0)
+    assert windows.slow_counts({"latency_buckets": BUCKETS}, 300.0) == (100, 1, 500.0)
 
 
 @pytest.mark.parametrize("live", [
@@ -60,13 +63,13 @@ def test_slow_requests_are_counted_above_the_smallest_bucket_at_or_over_the_limi
     {"latency_buckets": {"soon": 5, "+Inf": 9}},
 ])
 def test_without_usable_buckets_there_is_no_latency_to_judge(live):
-    assert bake.slow_counts(live, 250.0) is None
+    assert windows.slow_counts(live, 250.0) is None
 
 
 def test_a_color_reports_latency_only_when_every_server_does():
-    both = bake.color_totals([server(requests=10, latency_buckets=BUCKETS)] * 2, [], 250.0)
+    both = windows.color_totals([server(requests=10, latency_buckets=BUCKETS)] * 2, [], 250.0)
     assert (both.requests, both.timed, both.slow, both.slow_over_ms) == (20, 200, 10, 250.0)
-    one = bake.color_totals([server(requests=10, latency_buckets=BUCKETS), server(requests=10)], [], 250.0)
+    one = windows.color_totals([server(requests=10, latency_buckets=BUCKETS), server(requests=10)], [], 250.0)
     assert one.requests == 20 and one.slow is None
 
 
@@ -137,14 +140,14 @@ def test_a_bake_ends_with_its_last_polls_verdict(verdicts, expected):
     m = monitor(Runtime())
     for v in verdicts:
         m.record(result(v), gates.Window())
-    assert bake.bake_outcome(m, 30.0).verdict is expected
+    assert judge.final_judgment(m, 30.0).verdict is expected
 
 
 def test_a_last_poll_that_failed_within_the_limit_is_no_pass():
     m = monitor(Runtime(), dataclasses.replace(SETTINGS, failure_limit=5))
     m.record(result(Verdict.PASS), gates.Window())
     m.record(result(Verdict.FAIL, gates.POLL_SERVING), gates.Window())
-    outcome = bake.bake_outcome(m, 30.0)
+    outcome = judge.final_judgment(m, 30.0)
     assert outcome.verdict is Verdict.INCONCLUSIVE and "within the failure limit 5" in outcome.reason
 
 
@@ -168,7 +171,7 @@ def test_a_real_servers_health_gives_the_bake_latency_to_judge(shipped_models):
         assert client.post("/predict", json={"x": [6.7, 3.0, 5.2, 2.3]}).status_code == 200
     health = client.get("/health").get_json()
     probe = ServerProbe("127.0.0.1:9", 1, True, health)
-    totals = bake.color_totals([probe], [], SETTINGS.slow_request_ms)
+    totals = windows.color_totals([probe], [], SETTINGS.slow_request_ms)
     assert (totals.requests, totals.timed, totals.slow, totals.slow_over_ms) == (5, 5, 0, 250.0)
     window = dataclasses.replace(totals, requests=SETTINGS.min_requests, timed=SETTINGS.min_requests)
     poll = gates.judge(window, None, SETTINGS)

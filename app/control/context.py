@@ -1,0 +1,85 @@
+"""The parts every controller service works through, wired once per command.
+
+A ``Context`` holds the ``Runtime`` (the colors), the ``Proxy`` (the front door), the
+``Doors`` (what the front door answers), the ``StateStore``, the ``Clock`` and where
+lines for the operator go. Each service (``frontdoor``, ``traffic``, ``reconcile``,
+``lifecycle``, ``operations``, ``views``, the rollouts) takes a context and talks to the
+world only through it, so the reconciler tests swap the world for a fake one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from app.control.clock import Clock
+from app.control.commands import ShellRunner
+from app.control.config import StackConfig
+from app.control.doors import Doors, HttpDoors
+from app.control.events import Event
+from app.control.proxies import CommandProxy, LocalNginx, Proxy
+from app.control.rollout import RolloutState
+from app.control.runtimes import CommandRuntime, LocalRuntime, Runtime
+from app.control.store import StateStore
+from app.errors import ControllerError
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass
+class Context:
+    """The controller's parts, and the events this command could not record yet."""
+
+    config: StackConfig
+    runtime: Runtime
+    proxy: Proxy
+    doors: Doors
+    store: StateStore
+    clock: Clock
+    say: Callable[[str], None] = print
+    unrecorded: list[Event] = field(default_factory=list)
+    record_error: ControllerError | None = None
+
+    def read_state(self) -> RolloutState:
+        """The recorded state, as is (reading never writes)."""
+        return self.store.read(self.config.default_versions())
+
+    def record(self, event: E) -> E:
+        """Append ``event`` to the history; return it.
+
+        A history that cannot be written does not stop the step that is recording (its state
+        change must be finished and saved, or the record would lie elsewhere): the event waits
+        in ``unrecorded``, ``flush`` writes it at the end of the command, and the command
+        fails saying so."""
+        if self.unrecorded:
+            self.unrecorded.append(event)  # keep the order
+            return event
+        try:
+            self.store.append(event)
+        except ControllerError as exc:
+            self.unrecorded.append(event)
+            self.record_error = exc
+        return event
+
+    def flush(self) -> bool:
+        """Write the events that waited; False when the history still cannot be written."""
+        while self.unrecorded:
+            try:
+                self.store.append(self.unrecorded[0])
+            except ControllerError:
+                return False
+            self.unrecorded.pop(0)
+        return True
+
+
+def build_context(config: StackConfig, say: Callable[[str], None] = print) -> Context:
+    """The parts ``runtime.kind`` asks for: local processes, or configured commands."""
+    clock = Clock()
+    if config.runtime.kind == "commands":
+        runner = ShellRunner(config.runtime.command_timeout, config.runtime.workdir)
+        runtime, proxy = CommandRuntime(config, runner, clock), CommandProxy(config, runner)
+    else:
+        runtime, proxy = LocalRuntime(config, clock), LocalNginx(config, clock)
+    doors = HttpDoors(config.front_url(), config.preview_url())
+    return Context(config, runtime, proxy, doors, StateStore(config.run_dir, clock=clock), clock, say)

@@ -1,0 +1,127 @@
+"""Reconcile: the record repaired from what is observed, under the controller lock.
+
+Every command that changes something takes the lock through ``Reconciler.locked``, which
+first repairs the record, each repair a recorded step: the route marker is the truth about
+the active color; what each color's servers answer is the truth about its version; a
+rollout whose deploy process is gone is ended (traffic returned to the stable version when
+it had moved, a canary's share put back to 0%). Reading the state never writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from app.control.config import COLORS, other_color
+from app.control.context import Context
+from app.control.events import Event, Failover, repair
+from app.control.probes import ServerProbe
+from app.control.processes import process_alive
+from app.control.rollout import TRANSITIONS, Phase, RolloutState
+from app.control.traffic import Traffic
+
+
+def interrupted(state: RolloutState) -> str | None:
+    """Why the current rollout can make no progress (its deploy process is gone); None otherwise."""
+    rollout = state.rollout
+    if rollout is None or not rollout.phase.running or process_alive(rollout.pid, rollout.pid_started):
+        return None
+    doing = "in a canary step" if rollout.phase is Phase.CANARY else f"while {rollout.phase.value}"
+    return f"the deploy of {rollout.version} (pid {rollout.pid}) ended {doing}"
+
+
+def running_rollout(state: RolloutState) -> str | None:
+    """A description of a rollout whose deploy is still running; None when none is."""
+    rollout = state.rollout
+    if rollout is None or not rollout.phase.running or interrupted(state):
+        return None
+    return f"a deploy of {rollout.version} is {rollout.phase.value} (pid {rollout.pid})"
+
+
+def observed_version(probes: list[ServerProbe]) -> str | None:
+    """The version every server answers with, when they all answer, agree and are ours."""
+    versions = {(p.health or {}).get("version") for p in probes}
+    if any(p.foreign for p in probes) or len(versions) != 1 or None in versions:
+        return None
+    return versions.pop()
+
+
+class Reconciler:
+    """The lock, and the repairs made under it before any command acts."""
+
+    def __init__(self, ctx: Context, traffic: Traffic):
+        self.ctx = ctx
+        self.traffic = traffic
+
+    @contextmanager
+    def locked(self, repair_rollout: bool = True) -> Iterator[RolloutState]:
+        """Hold the controller lock; yield the state, reconciled with what is observed."""
+        with self.ctx.store.locked(self.ctx.config.switch.lock_timeout):
+            state = self.ctx.read_state()
+            self.ctx.store.check_writable()
+            self.reconcile_locked(state, repair_rollout)
+            yield state
+
+    def reconcile(self) -> str:
+        """`bluegreen reconcile`: repair what needs repairing; say what is true now."""
+        with self.locked() as state:
+            pass
+        return f"the record matches what is observed: {state.active} ({state.versions[state.active]}) is active"
+
+    def repair(self, reason: str, **details) -> Event:
+        self.ctx.say(f"repaired: {reason}")
+        return self.ctx.record(repair(reason, **details))
+
+    def reconcile_locked(self, state: RolloutState, repair_rollout: bool = True) -> list[Event]:
+        """Repair the record from what is observed (lock held); return the repairs."""
+        repairs = []
+        routed = self.ctx.proxy.routed_color()
+        if routed != state.active:
+            repairs.append(self.repair(f"nginx serves {routed} but the record said {state.active} "
+                                       "(a controller was interrupted mid-switch)",
+                                       **{"from": state.active, "to": routed}))
+            state.previous, state.active = state.active, routed
+        for color in COLORS:
+            probes = self.ctx.runtime.probe_color(color)
+            observed = observed_version(probes)
+            if observed and observed != state.versions[color]:
+                repairs.append(self.repair(f"{color} serves {observed} but the record said {state.versions[color]}",
+                                           color=color, **{"from": state.versions[color], "to": observed}))
+                state.versions[color] = observed
+            self.note_failovers(color, probes)
+        why = interrupted(state) if repair_rollout else None
+        if why:
+            repairs.append(self._end_interrupted(state, why))
+        if repairs:
+            self.ctx.store.save(state)
+        return repairs
+
+    def note_failovers(self, color: str, probes: list[ServerProbe]) -> int:
+        """Record requests ``color`` answered that nginx meant for the other color (every server
+        of that one failed them) since the last look; return how many."""
+        new = 0
+        for server in probes:
+            live = (server.health or {}).get("live") or {}
+            count, since = live.get("failovers"), live.get("since")
+            if isinstance(count, int) and count > 0 and isinstance(since, str):
+                new += self.ctx.store.note_failovers(f"{color}@{server.address}", since, count)
+        if new:
+            meant_for = other_color(color)
+            self.ctx.record(Failover(meant_for=meant_for, answered_by=color, requests=new,
+                                     reason=f"{new} requests meant for {meant_for} were answered by {color}: "
+                                            f"every server of {meant_for} failed them"))
+            self.ctx.say(f"failover: {new} requests meant for {meant_for} were answered by {color}")
+        return new
+
+    def _end_interrupted(self, state: RolloutState, why: str) -> Event:
+        rollout = state.rollout
+        if state.active == rollout.target and state.stable and state.versions[state.active] != state.stable:
+            self.traffic.return_to_stable(state, f"{why}; its version had the traffic", automatic=False)
+            outcome = f"{why}; traffic returned to {state.stable}"
+        elif self.traffic.clear_split(why):
+            outcome = f"{why}; its canary share went back to 0%, all traffic on {state.versions[state.active]}"
+        else:
+            outcome = f"{why}; traffic never left {state.versions[state.active]}"
+        if Phase.ABORTED in TRANSITIONS[rollout.phase]:
+            rollout.advance(Phase.ABORTED, outcome)
+        return self.repair(outcome, rollout=rollout.id, version=rollout.version)

@@ -1,0 +1,209 @@
+"""Fault injection: a controller error at every step of deploy, a canary, watch, rollback and abort.
+
+Each command runs once cleanly through the real command line (``cli.main``) over the fake
+world, counting every call it makes that can fail in production: the runtime (start, stop),
+the proxy (route, split, config, reload) and the store (the lock, reading the state,
+writing the state and the history). Then it runs again once per such call, from the same
+starting point, with that one call raising the error the real part raises (a command that
+failed, a full disk, a state file that cannot be read). Every run must end with exit 1 and
+one line on stderr naming the fault, no traceback, the recorded state agreeing with what
+nginx serves (the front door's color, each color's version, no canary share left behind
+by an ended rollout), and a history line naming the fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+
+import pytest
+
+from app.control import cli, context
+from app.control.context import Context
+from app.control.rollout import Phase
+from app.control.store import StateStore
+from app.errors import ControllerError
+from tests.control.fakes import Colors, World, write_card
+
+BAKE = """
+[bake]
+period = 4.0
+interval = 1.0
+failure_limit = 1
+min_labelled = 10
+min_requests = 20
+max_error_rate = 0.1
+require_labels = false
+"""
+WORLD_STEPS = ("start_color", "stop_color", "route", "split", "apply", "reload", "start")
+STORE_STEPS = ("locked", "read", "save", "append", "request_abort")
+
+
+class Killed(BaseException):
+    """Stands for kill -9: the command stops where it is, nothing runs after."""
+
+
+class Faults:
+    """Counts the calls that can fail; makes call number ``at`` fail once."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+        self.counting = False
+        self.at: int | None = None
+
+    def wrap(self, name: str, fn):
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            if self.counting:
+                self.calls.append(name)
+                if len(self.calls) - 1 == self.at:
+                    raise ControllerError(f"injected fault {self.at} in {name}")
+            return fn(*args, **kwargs)
+        return call
+
+
+class Scene:
+    """A fake world, a run directory and the command line over them."""
+
+    def __init__(self, root, faults: Faults):
+        self.faults = faults
+        models = root / "models"
+        for version, accuracy in (("v1.0.0", 0.95), ("v1.1.0", 0.95), ("v1.2.0", 1.0)):
+            write_card(models, version, accuracy)
+        self.world = World(models)
+        self.world.traffic = 200.0
+        for name in WORLD_STEPS:
+            setattr(self.world, name, faults.wrap(f"proxy.{name}" if name not in ("start_color", "stop_color")
+                                                  else f"runtime.{name}", getattr(self.world, name)))
+        self.config = root / "bluegreen.toml"
+        self.config.write_text(f'run_dir = "run"\nmodels_dir = "{models}"\n' + BAKE)
+        self.run_dir = root / "run"
+
+    def context(self, config, say) -> Context:
+        store = StateStore(config.run_dir, clock=self.world)
+        for name in STORE_STEPS:
+            setattr(store, name, self.faults.wrap(f"store.{name}", getattr(store, name)))
+        return Context(config, Colors(self.world), self.world, self.world, store, self.world, say)
+
+    def cli(self, *argv: str) -> int:
+        return cli.main(["--config", str(self.config), *argv])
+
+    def state(self):
+        return StateStore(self.run_dir).read({})
+
+    def history(self) -> list[dict]:
+        return StateStore(self.run_dir).history()
+
+
+def promoted_v1_2(scene: Scene) -> None:
+    assert scene.cli("deploy", "v1.2.0") == 0
+
+
+def failing_green(scene: Scene) -> None:
+    promoted_v1_2(scene)
+    scene.world.version_error_rates["v1.2.0"] = 0.5
+
+
+# name: (set-up after `up`, the command, its exit code when nothing fails)
+SCENARIOS = {
+    "deploy": (None, ["deploy", "v1.2.0"], 0),
+    "deploy --canary": (None, ["deploy", "v1.2.0", "--canary", "20,100", "--step-seconds", "4"], 0),
+    "watch": (failing_green, ["watch", "--duration", "6"], 1),
+    "rollback": (promoted_v1_2, ["rollback"], 0),
+}
+
+
+def run_scene(tmp_path, name: str, at: int | None, capsys, monkeypatch) -> tuple[Scene, int, str, str, int]:
+    """Set the scene up without faults, then run the command with call ``at`` failing."""
+    setup, argv, _ = SCENARIOS[name]
+    faults = Faults()
+    scene = Scene(tmp_path / f"{name.replace(' ', '')}-{at}", faults)
+    monkeypatch.setattr(context, "build_context", scene.context)
+    assert scene.cli("up") == 0
+    if setup:
+        setup(scene)
+    events_before = len(scene.history())
+    capsys.readouterr()
+    faults.counting, faults.at = True, at
+    code = scene.cli(*argv)
+    faults.counting = False
+    out, err = capsys.readouterr()
+    return scene, code, out, err, events_before
+
+
+def consistent(scene: Scene, where: str = "") -> None:
+    """The record agrees with what nginx serves and what each color runs."""
+    state, world = scene.state(), scene.world
+    assert state.active == world.routed, where
+    for color, running in world.colors.items():
+        if running.version is not None:
+            assert state.versions[color] == running.version, f"{color}: {where}"
+    assert not state.phase.running, f"the rollout is left {state.phase.value}: {where}"
+    assert world.split_share()[1] == 0, f"a canary share outlived its rollout: {where}"
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_fault_at_every_step_is_one_line_exit_1_a_consistent_state_and_a_recorded_event(tmp_path, capsys,
+                                                                                           monkeypatch, name):
+    scene, code, out, err, _ = run_scene(tmp_path, name, None, capsys, monkeypatch)
+    assert code == SCENARIOS[name][2], out + err
+    consistent(scene)
+    steps = len(scene.faults.calls)
+    assert steps >= 5, scene.faults.calls  # the counting saw the command at work
+    for at in range(steps):
+        scene, code, out, err, before = run_scene(tmp_path, name, at, capsys, monkeypatch)
+        fault = f"injected fault {at} in {scene.faults.calls[at]}"
+        where = f"{name}, step {at} ({scene.faults.calls[at]}):\n{out}{err}"
+        assert code == 1, where
+        assert "Traceback" not in out + err, where
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
+        consistent(scene, where)
+        recorded = scene.history()[before:]
+        assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
+
+
+def abort_during_the_bake(tmp_path, at: int | None, capsys, monkeypatch) -> tuple[Scene, int, str, str, int]:
+    """A deploy whose bake is preempted by `bluegreen abort` from another terminal (played here
+    by the clock: the abort runs 2 s into the bake), with the abort's call ``at`` failing.
+    Returns the abort's exit code and its stderr, and everything printed."""
+    faults = Faults()
+    scene = Scene(tmp_path / f"abort-{at}", faults)
+    monkeypatch.setattr(context, "build_context", scene.context)
+    assert scene.cli("up") == 0
+    before = len(scene.history())
+    aborted: list[tuple[int, str]] = []
+
+    def abort(world):
+        faults.counting, faults.at = True, at
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            aborted.append((scene.cli("abort"), err.getvalue()))
+        faults.counting = False
+
+    scene.world.at.append((scene.world.now + 2.0, abort))
+    capsys.readouterr()
+    scene.cli("deploy", "v1.2.0")  # aborted, or promoted when the abort failed before it asked
+    out, err = capsys.readouterr()
+    assert aborted, "the abort ran during the bake"
+    code, abort_err = aborted[0]
+    return scene, code, abort_err, out + err, before
+
+
+def test_a_fault_at_every_step_of_an_abort_during_a_bake(tmp_path, capsys, monkeypatch):
+    scene, code, err, printed, _ = abort_during_the_bake(tmp_path, None, capsys, monkeypatch)
+    assert code == 0 and err == "", printed
+    assert scene.state().phase is Phase.ABORTED and scene.world.routed == "blue"
+    steps = len(scene.faults.calls)
+    assert steps >= 5, scene.faults.calls
+    for at in range(steps):
+        scene, code, err, printed, before = abort_during_the_bake(tmp_path, at, capsys, monkeypatch)
+        fault = f"injected fault {at} in {scene.faults.calls[at]}"
+        where = f"abort, step {at} ({scene.faults.calls[at]}):\n{printed}{err}"
+        assert code == 1, where
+        assert "Traceback" not in printed + err, where
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
+        consistent(scene, where)  # the deploy, preempted, ended its rollout
+        recorded = scene.history()[before:]
+        assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
