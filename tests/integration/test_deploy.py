@@ -151,13 +151,18 @@ def test_a_bake_without_traffic_is_inconclusive_not_a_pass(stack):
 def test_watch_rolls_back_when_live_accuracy_drops(stack):
     stack.cli("switch", "green")
     watch = stack.popen("watch", "--duration", "30")
-    time.sleep(1.0)
+    # The labels must come inside watch's window: its first poll line says the window began
+    # (a fixed sleep was too short whenever the machine was busy starting the command).
+    seen = []
+    while not seen or (seen[-1] and " poll " not in seen[-1]):
+        seen.append(watch.stdout.readline())
     # Labels that disagree with what green answers: live accuracy falls to 0.
     for _ in range(12):
         requests.post(stack.front + "/feedback", json={"x": [5.1, 3.5, 1.4, 0.2], "label": "virginica"},
                       headers=stack.feedback_auth())
     with Traffic(stack.front, clients=1):
         out, err = watch.communicate(timeout=60)
+    out = "".join(seen) + out
     assert watch.returncode == 1, out + err
     assert "live accuracy 0.00% over 12 labelled samples since the bake began is below 80.00%" in out
     assert stack.front_color() == "blue"
