@@ -253,7 +253,7 @@ class BakeSettings:
     # class's share of predictions may move.
     paired_sample: int = check(_percent, 100)
     min_pairs: int = check(_positive, 50)
-    max_disagreement: float = check(_fraction, 0.12)
+    max_disagreement: float = check(_fraction, 0.11)
     max_class_shift: float = check(_fraction, 0.05)
     # A window still undecided at its period goes on while evidence arrives, up to this
     # long; still undecided then, the rollout pauses (keeping its share) until `bluegreen

@@ -9,7 +9,6 @@ it had moved, a canary's share put back to 0%). Reading the state never writes i
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 

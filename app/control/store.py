@@ -101,11 +101,13 @@ class StateStore:
     # -- abort requests -----------------------------------------------------------------
     def request_abort(self, rollout_id: str, action: str) -> None:
         """Ask the deploy driving ``rollout_id`` to stop (it need not hold the lock to see it)."""
+        self._request(self.abort_path, "abort", rollout=rollout_id, action=action)
+
+    def _request(self, path: Path, what: str, **fields) -> None:
         try:
-            atomic_write_json(self.abort_path, {"rollout": rollout_id, "action": action, "pid": os.getpid(),
-                                                "time": self.clock.time()})
+            atomic_write_json(path, {**fields, "pid": os.getpid(), "time": self.clock.time()})
         except OSError as exc:
-            raise ControllerError(f"{self.abort_path}: cannot write the abort request ({exc.strerror})") from exc
+            raise ControllerError(f"{path}: cannot write the {what} request ({exc.strerror})") from exc
 
     def abort_request(self, rollout_id: str) -> dict | None:
         """The abort request for ``rollout_id``, if one was made."""
@@ -113,11 +115,7 @@ class StateStore:
 
     def request_promote(self, rollout_id: str, reason: str) -> None:
         """Ask the deploy driving ``rollout_id`` to take its paused window as passed."""
-        try:
-            atomic_write_json(self.promote_path, {"rollout": rollout_id, "reason": reason, "pid": os.getpid(),
-                                                  "time": self.clock.time()})
-        except OSError as exc:
-            raise ControllerError(f"{self.promote_path}: cannot write the promote request ({exc.strerror})") from exc
+        self._request(self.promote_path, "promote", rollout=rollout_id, reason=reason)
 
     def promote_request(self, rollout_id: str) -> dict | None:
         """The promote request for ``rollout_id``, if one was made."""

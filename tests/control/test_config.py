@@ -124,7 +124,7 @@ def test_the_bake_statistics_have_documented_defaults(tmp_path):
     bake = load(tmp_path).bake
     assert (bake.confidence, bake.require_labels, bake.accuracy_drop, bake.min_requests) == (0.99, False, 0.10, 50)
     assert (bake.max_slow_rate, bake.slow_request_ms) == (0.01, 250.0)
-    assert (bake.paired_sample, bake.min_pairs, bake.max_disagreement, bake.max_class_shift) == (100, 50, 0.12, 0.05)
+    assert (bake.paired_sample, bake.min_pairs, bake.max_disagreement, bake.max_class_shift) == (100, 50, 0.11, 0.05)
     assert (bake.period, bake.max_period, bake.pause_timeout) == (30.0, 120.0, 3600.0)
     assert load(tmp_path, "[bake]\nrequire_labels = true\n").bake.require_labels is True
 

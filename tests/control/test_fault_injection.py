@@ -158,16 +158,21 @@ def test_a_fault_at_every_step_is_one_line_exit_1_a_consistent_state_and_a_recor
     consistent(scene)
     assert len(scene.faults.calls) >= 5, scene.faults.calls  # the counting saw the command at work
     for at in steps(scene.faults.calls):
-        scene, code, out, err, before = run_scene(tmp_path, name, at, capsys, monkeypatch)
-        fault = f"injected fault {at} in {scene.faults.calls[at]}"
-        where = f"{name}, step {at} ({scene.faults.calls[at]}):\n{out}{err}"
-        assert code == 1, where
-        assert "Traceback" not in out + err, where
-        lines = err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
-        consistent(scene, where)
-        recorded = scene.history()[before:]
-        assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
+        handled(name, at, *run_scene(tmp_path, name, at, capsys, monkeypatch))
+
+
+def handled(name: str, at: int, scene: Scene, code: int, printed: str, err: str, before: int) -> None:
+    """The command that met fault ``at``: exit 1, one line naming the fault, no traceback, a
+    record that agrees with the world, and the fault in the history."""
+    fault = f"injected fault {at} in {scene.faults.calls[at]}"
+    where = f"{name}, step {at} ({scene.faults.calls[at]}):\n{printed}{err}"
+    assert code == 1, where
+    assert "Traceback" not in printed + err, where
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
+    consistent(scene, where)
+    recorded = scene.history()[before:]
+    assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
 
 
 def abort_during_the_bake(tmp_path, at: int | None, capsys, monkeypatch) -> tuple[Scene, int, str, str, int]:
@@ -203,12 +208,4 @@ def test_a_fault_at_every_step_of_an_abort_during_a_bake(tmp_path, capsys, monke
     assert len(scene.faults.calls) >= 5, scene.faults.calls
     for at in steps(scene.faults.calls):
         scene, code, err, printed, before = abort_during_the_bake(tmp_path, at, capsys, monkeypatch)
-        fault = f"injected fault {at} in {scene.faults.calls[at]}"
-        where = f"abort, step {at} ({scene.faults.calls[at]}):\n{printed}{err}"
-        assert code == 1, where
-        assert "Traceback" not in printed + err, where
-        lines = err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
-        consistent(scene, where)  # the deploy, preempted, ended its rollout
-        recorded = scene.history()[before:]
-        assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
+        handled("abort", at, scene, code, printed, err, before)  # the deploy, preempted, ended its rollout

@@ -717,7 +717,7 @@ def test_a_version_that_disagrees_with_the_stable_one_is_rolled_back_without_lab
     assert result.phase is Phase.ROLLED_BACK and world.routed == "blue"
     assert result.reason.startswith("disagreement: green (v1.2.0) predicts another class than blue (v1.0.0) on ")
     assert "paired rows" in result.reason and "99% bounds " in result.reason
-    assert "the sequential test of 'at most 6.00%' against 'at least 12.00%' decided 'at least 12.00%'" in result.reason
+    assert "the sequential test of 'at most 5.50%' against 'at least 11.00%' decided 'at least 11.00%'" in result.reason
     state = controller.ctx.read_state()
     assert "v1.2.0" in state.rejected and world.mirror_percent == 0 and state.pairing is None
     deploy = events(controller, "deploy")[-1]

@@ -86,8 +86,8 @@ def deploy_events(stack) -> dict:
 # -- (a) a good version, no labels, the default settings -------------------------------------------
 def test_a_default_deploy_of_a_good_version_is_promoted_without_labels_at_a_small_services_traffic(
         models_dir, tmp_path):
-    x_train, *_ = iris_split()
-    with Stack(tmp_path, models_dir) as stack, PacedClients(stack, x_train, clients=4, rate=5.0) as clients:
+    _, x_test, *_ = iris_split()  # flowers neither version was trained on
+    with Stack(tmp_path, models_dir) as stack, PacedClients(stack, x_test, clients=4, rate=5.0) as clients:
         started = time.monotonic()
         result = stack.cli("deploy", "v1.1.0", "--json", check=False, timeout=300)
         took = time.monotonic() - started
