@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from app.control.config import BakeSettings
 from app.control.events import GateEvent, Outcome
 from app.control.judge import Judge, Judgment, judge_window, window_document
+from app.control.pause import judged_window
 from app.control.rollout import Phase, RolloutState, Verdict
 from app.control.run import RolloutRun
 from app.errors import TrafficError
@@ -29,7 +30,7 @@ def bake(run: RolloutRun, settings: BakeSettings) -> None:
     rollout = run.rollout
     with run.paired(settings) as paired:
         judge = run.judge(rollout.target, settings, paired)
-        judgment = run.window(judge, settings, "bake", Phase.BAKING, rollout.target)
+        judgment = judged_window(run, judge, settings, "bake", Phase.BAKING, rollout.target)
     with run.reconciler.locked(repair_rollout=False) as state:
         if judgment.preempted or not run.ours(state, Phase.BAKING, Phase.PAUSED):
             run.end_preempted(state, judgment.preempted or "the rollout was ended by another command", "bake")

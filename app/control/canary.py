@@ -25,6 +25,7 @@ from app.control.bake import bake
 from app.control.config import BakeSettings
 from app.control.events import CanaryEvent, Outcome
 from app.control.judge import Judgment
+from app.control.pause import judged_window
 from app.control.rollout import Phase, Verdict
 from app.control.run import CanaryStep, RolloutRun
 from app.errors import ControllerError
@@ -106,7 +107,7 @@ class Canary:
         with it), otherwise what the color answered and what was failed over for it."""
         run, rollout = self.run, self.rollout
         judge = run.judge(rollout.target, self.settings, paired)
-        judgment = run.window(judge, self.settings, "canary", Phase.CANARY, rollout.source)
+        judgment = judged_window(run, judge, self.settings, "canary", Phase.CANARY, rollout.source)
         numbers = judgment.numbers
         logged = self.ctx.proxy.canary_requests(rollout.target, mark) if mark is not None else None
         exposed = logged if logged is not None else int(numbers.get("requests", 0)) + int(numbers.get("failovers", 0))
