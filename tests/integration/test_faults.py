@@ -294,6 +294,7 @@ def test_a_frozen_active_color_costs_seconds_not_the_whole_freeze_and_watch_spar
     with Stack(tmp_path, models_dir, PATIENT_WATCH) as stack:
         pids = stack.gunicorn_pids("blue")
         watch = stack.popen("watch", "--duration", "12")
+        seen = [watch.stdout.readline()]  # "watching blue ...": the freeze comes inside watch's window
         with Traffic(stack.front, clients=8, timeout=30) as traffic:
             time.sleep(1.0)
             for pid in pids:
@@ -303,6 +304,7 @@ def test_a_frozen_active_color_costs_seconds_not_the_whole_freeze_and_watch_spar
                 os.kill(pid, signal.SIGCONT)
             time.sleep(1.0)
         out, err = watch.communicate(timeout=30)
+        out = "".join(seen) + out
         print(f"\nblue frozen 6s under 8 clients: {traffic.sent} requests, {len(traffic.failures)} failed, slowest "
               f"{traffic.slowest:.2f}s, versions {traffic.versions}\n{out}")
         assert traffic.failures == []

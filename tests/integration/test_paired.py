@@ -120,11 +120,16 @@ def test_a_version_that_disagrees_on_live_inputs_is_rolled_back_during_the_bake(
           f"requests, {len(clients.failures) + len(other.failures)} failed\n{result.stderr}")
     assert result.returncode == 1
     assert "gate: smoke evaluation through the preview door: passed" in result.stdout
-    assert "rolled back: disagreement: green (v2.0.0) predicts another class than blue (v1.0.0)" in result.stderr
+    # The paired checks see it first: another class on the region's rows, for the disagreement
+    # test, and the share of setosa moving, for the class shares (whichever decides first).
+    assert "rolled back: disagreement: " in result.stderr or "rolled back: class shares: " in result.stderr
+    assert "green (v2.0.0)" in result.stderr and "blue (v1.0.0)" in result.stderr
     assert clients.failures == [] and other.failures == []
     deploy = deploy_events(stack)
-    assert deploy["outcome"] == "rolled-back" and deploy["reason"].startswith("disagreement: ")
-    assert deploy["bake"]["numbers"]["llr"] >= deploy["bake"]["numbers"]["llr_fail"]
+    assert deploy["outcome"] == "rolled-back" and deploy["reason"].startswith(("disagreement: ", "class shares: "))
+    numbers = deploy["bake"]["numbers"]
+    assert numbers["disagreement"] > 0.11 and numbers["paired_rows"] >= 50
+    assert numbers["class_shift"]["setosa"] > 0.05
     assert stack.status()["active"] == "blue" and "v2.0.0" in json.loads(
         (stack.run_dir / "state.json").read_text())["rejected"]
 
