@@ -114,22 +114,22 @@ def test_a_version_that_disagrees_on_live_inputs_is_rolled_back_during_the_bake(
         assert card["metrics"]["accuracy"] >= 0.95  # the holdout sees nothing wrong: the gates pass
         region, elsewhere = x_train[x_train[:, 0] > REGION], x_train[x_train[:, 0] <= REGION]
         live = np.vstack([region, elsewhere[:len(region)]])  # half of the live inputs from the region
-        with PacedClients(stack, live, clients=4, rate=10.0) as clients, Traffic(stack.front, clients=2) as other:
+        with PacedClients(stack, live, clients=4, rate=10.0) as clients:
             result = stack.cli("deploy", "v2.0.0", check=False, timeout=300)
-    print(f"\nrelabelled region, half the live inputs in it: exit {result.returncode}; {clients.sent + other.sent} "
-          f"requests, {len(clients.failures) + len(other.failures)} failed\n{result.stderr}")
+    print(f"\nrelabelled region, half the live inputs in it: exit {result.returncode}; {clients.sent} requests, "
+          f"{len(clients.failures)} failed\n{result.stderr}")
     assert result.returncode == 1
     assert "gate: smoke evaluation through the preview door: passed" in result.stdout
     # The paired checks see it first: another class on the region's rows, for the disagreement
     # test, and the share of setosa moving, for the class shares (whichever decides first).
     assert "rolled back: disagreement: " in result.stderr or "rolled back: class shares: " in result.stderr
     assert "green (v2.0.0)" in result.stderr and "blue (v1.0.0)" in result.stderr
-    assert clients.failures == [] and other.failures == []
+    assert clients.failures == []
     deploy = deploy_events(stack)
     assert deploy["outcome"] == "rolled-back" and deploy["reason"].startswith(("disagreement: ", "class shares: "))
     numbers = deploy["bake"]["numbers"]
-    assert numbers["disagreement"] > 0.11 and numbers["paired_rows"] >= 50
-    assert numbers["class_shift"]["setosa"] > 0.05
+    assert numbers["disagreement"] > 0.3 and numbers["paired_rows"] >= 50  # half the inputs are in the region
+    assert numbers["class_shift"]["setosa"] > 0.3
     assert stack.status()["active"] == "blue" and "v2.0.0" in json.loads(
         (stack.run_dir / "state.json").read_text())["rejected"]
 
