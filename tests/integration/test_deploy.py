@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 
 import joblib
@@ -123,8 +121,7 @@ def test_killing_the_new_color_during_the_bake_rolls_back(stack):
         wait_until(lambda: json.loads((stack.run_dir / "state.json").read_text())["rollout"]["phase"] == "baking",
                    60, what="the bake to begin")
         killed_at = time.monotonic()
-        for pid in stack.gunicorn_pids("green"):
-            os.kill(pid, signal.SIGKILL)
+        stack.kill_color("green")
         out, err = deploy.communicate(timeout=60)
         finished = time.monotonic() - killed_at
         time.sleep(0.5)
