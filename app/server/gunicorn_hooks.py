@@ -16,7 +16,19 @@ def when_ready(server):
     gc.freeze()
 
 
+# The signals that stop a worker (gunicorn: TERM graceful, INT and QUIT quick).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
 def post_fork(server, worker):
+    # Until the worker installs its own handlers (in init_process, after this hook) it has
+    # the master's, inherited through the fork, which queue the signal for the master: a
+    # TERM sent while a worker boots (a stop right after a start) was lost, and that worker
+    # served on until gunicorn killed it at graceful_timeout. Such signals are noted here
+    # and sent again once the worker's own handlers are in place (post_worker_init).
+    worker.stop_signals_while_booting = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda received, frame: worker.stop_signals_while_booting.append(received))
     model_server = _model_server(server)
     model_server.predictor.open()
     model_server.warm_up()
@@ -32,6 +44,8 @@ def post_worker_init(worker):
         stop(signum, frame)
 
     signal.signal(signal.SIGTERM, drain_then_stop)
+    for signum in getattr(worker, "stop_signals_while_booting", ()):
+        os.kill(os.getpid(), signum)
 
 
 def worker_exit(server, worker):

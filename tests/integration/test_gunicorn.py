@@ -167,6 +167,32 @@ def test_sigterm_marks_the_worker_draining_before_gunicorn_stops_it(app):
     assert app.test_client().get("/ready").status_code == 503
 
 
+def test_a_stop_signal_while_a_worker_boots_is_acted_on_once_it_has_booted(app):
+    # gunicorn runs post_fork before the worker installs its own handlers: a TERM then went
+    # to the master's handler, inherited through the fork, and was lost; the worker served
+    # on until gunicorn killed it at graceful_timeout (a stop right after a start took 20 s).
+    import os
+    import signal
+    import types
+
+    from app.server import gunicorn_hooks
+
+    inherited, handled = [], []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)}
+    signal.signal(signal.SIGTERM, lambda signum, frame: inherited.append(signum))
+    try:
+        worker = types.SimpleNamespace(wsgi=app)
+        gunicorn_hooks.post_fork(types.SimpleNamespace(app=types.SimpleNamespace(wsgi=lambda: app)), worker)
+        os.kill(os.getpid(), signal.SIGTERM)  # the master stops its workers while this one boots
+        signal.signal(signal.SIGTERM, lambda signum, frame: handled.append(signum))  # the worker's own
+        gunicorn_hooks.post_worker_init(worker)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert inherited == [] and handled == [signal.SIGTERM]
+    assert app.extensions["model_server"].draining.is_set()
+
+
 def test_sigterm_stops_gunicorn_gracefully_and_quickly(shipped_models):
     server = Gunicorn(shipped_models, workers=2).wait_ready()
     assert requests.post(server.url + "/predict", json={"x": ROW}).status_code == 200
