@@ -13,6 +13,7 @@ from flask import Flask
 from app.errors import ModelLoadError
 from app.server.config import load_settings
 from app.server.openapi import build_openapi
+from app.server.predlog import bp as predlog_bp
 from app.server.responses import register_error_handlers
 from app.server.serving import ModelServer
 from app.server.views import bp
@@ -31,6 +32,7 @@ def create_app(config: dict | None = None) -> Flask:
                                               settings["MAX_BATCH_ROWS"], server.input_limit.max_abs)
     register_error_handlers(app)
     app.register_blueprint(bp)
+    app.register_blueprint(predlog_bp)
     return app
 
 

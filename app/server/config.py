@@ -31,6 +31,11 @@ DEFAULTS = {
     "METRICS_TOKEN": "",
     # Where the shadow report's records go ("": beside the Prometheus files, or in memory).
     "RECORD_DIR": "",
+    # The prediction log for `bluegreen drift` (app/server/predlog.py): the share of served
+    # rows kept, where ("": beside the Prometheus files, or in memory), and the file size.
+    "PREDLOG_SAMPLE": 0.1,
+    "PREDLOG_DIR": "",
+    "PREDLOG_MAX_BYTES": 4 * 1024 * 1024,
 }
 
 # Environment variable -> (setting, converter).
@@ -44,6 +49,9 @@ ENVIRONMENT = {
     "FEEDBACK_TOKEN": ("FEEDBACK_TOKEN", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str),
     "RECORD_DIR": ("RECORD_DIR", str),
+    "PREDLOG_SAMPLE": ("PREDLOG_SAMPLE", float),
+    "PREDLOG_DIR": ("PREDLOG_DIR", str),
+    "PREDLOG_MAX_BYTES": ("PREDLOG_MAX_BYTES", int),
 }
 
 
