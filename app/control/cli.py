@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     shadow_sub.add_parser("stop", help="stop mirroring (the report stays readable)")
     watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
     watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
+    sub.add_parser("dashboard", help="serve a read-only page of this stack's rollout on [dashboard] host:port "
+                                     "(127.0.0.1:8090), refreshed by itself")
     return parser
 
 
@@ -195,6 +197,8 @@ def look(controller, args, config) -> int:
 
         report = ShadowControl(controller).report()
         print(json.dumps(report, indent=2)) if args.json else print(describe(report))
+    elif args.command == "dashboard":
+        return dashboard(controller)
     elif args.command == "register":
         from app.control.offline import run_training
 
@@ -202,6 +206,22 @@ def look(controller, args, config) -> int:
         print(run_training(config.models_dir, "register", args.version, os.path.abspath(args.model_file),
                            *(["--json"] if args.json else []), *(["--trust-pickle"] if args.trust_pickle else [])),
               end="")
+    return 0
+
+
+def dashboard(controller) -> int:
+    import signal
+
+    from app.control.dashboard import serve
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve(controller)
+    except KeyboardInterrupt:
+        print("dashboard stopped")
     return 0
 
 
