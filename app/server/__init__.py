@@ -31,8 +31,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["openapi"] = build_openapi(server.version, server.n_features, server.class_names,
                                               settings["MAX_BATCH_ROWS"], server.input_limit.max_abs)
     register_error_handlers(app)
-    app.register_blueprint(bp)
     app.register_blueprint(predlog_bp)
+    app.register_blueprint(bp)
     return app
 
 
