@@ -108,3 +108,14 @@ def test_the_log_is_json_lines_a_reader_can_take_as_they_are(tmp_path):
     lines = (tmp_path / f"predlog-{os.getpid()}.jsonl").read_text().splitlines()
     assert [json.loads(line)["y"] for line in lines] == ["setosa", "virginica"]
     assert set(json.loads(lines[0])) == {"t", "x", "y"}
+
+
+def test_each_row_of_a_batch_is_kept_with_the_sample_probability_wherever_it_stands():
+    random.seed(3)
+    log = PredictionLog(None, sample=0.1)
+    kept = [0] * 100
+    for _ in range(10_000):
+        for i in log._pick(100):
+            kept[i] += 1
+    assert sum(kept) / 10_000 == pytest.approx(10, abs=0.2)
+    assert all(0.085 <= k / 10_000 <= 0.115 for k in kept)  # each position within 5 standard deviations
