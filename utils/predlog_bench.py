@@ -1,11 +1,11 @@
 """Prediction log benchmark: what keeping a sample of the served rows costs a color's throughput.
 
 Two measurements, side by side:
-  * in process: the time ``PredictionLog.record`` adds to a request (one row, a batch of
-    100) at each ``PREDLOG_SAMPLE``, writing to real files; and the CPU time a server
-    spends per request (its processes' user + system time over the requests wrk sent), so
-    the log's share of a request's CPU, which is what it takes off throughput when the CPU
-    is the limit;
+  * CPU time: what ``PredictionLog.record`` costs a request (one row, a batch of 100) at
+    each ``PREDLOG_SAMPLE``, in process, writing to real files; and what a server spends
+    per request (its processes' user + system time over the requests wrk sent); so the
+    log's share of a request's CPU, which is what it takes off throughput when the CPU is
+    the limit. Both are CPU time, so other load on the machine does not skew the ratio;
   * over HTTP: three gunicorn servers of the same color and version (v1.0.0, the
     RandomForest, on its ONNX path), identical but for ``PREDLOG_SAMPLE``: 0 (no log), the
     default 0.1, and 1 (every row). wrk posts to each directly (no nginx, where the log's
@@ -79,11 +79,12 @@ def wrk(url: str, body: str, seconds: int, connections: int, directory: Path) ->
 
 
 def per_call_us(fn, calls: int = 20000) -> float:
+    """CPU microseconds per call (this process's CPU time: other load on the machine does not count)."""
     fn()
-    began = time.perf_counter()
+    began = time.process_time()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - began) / calls * 1e6
+    return (time.process_time() - began) / calls * 1e6
 
 
 def record_costs(directory: Path) -> dict[tuple[str, str], float]:
