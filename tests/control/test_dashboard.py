@@ -18,7 +18,7 @@ from app.control.config import load_config
 from app.control.dashboard import DashboardServer, DashboardState, WindowSeries, dashboard_token, is_loopback
 from app.errors import ConfigError
 from tests.control.fakes import World, make_controller, write_card
-from tests.helpers import free_port
+from tests.helpers import ROOT, free_port
 
 
 def window_doc(polls: int, started: float = 1_800_000_000.0, **changes) -> dict:
@@ -259,3 +259,14 @@ def test_the_state_is_computed_once_for_every_page_that_asks_at_once(controller,
     assert state.get() is first
     clock[0] += 1.0
     assert state.get()["status"]["active"] == "green"
+
+
+def test_the_readmes_dashboard_settings_load_as_written(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### The dashboard"):readme.index("### Prometheus and Grafana")]
+    example = section[section.index("```toml\n") + len("```toml\n"):section.index("```", section.index("```toml") + 7)]
+    path = tmp_path / "bluegreen.toml"
+    path.write_text(example)
+    config = load_config(str(path), environ={})
+    assert (config.dashboard.host, config.dashboard.port, config.dashboard.refresh, config.dashboard.events) == (
+        "127.0.0.1", 8090, 1.0, 15)
