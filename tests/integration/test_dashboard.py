@@ -83,7 +83,7 @@ def test_the_page_follows_the_stack_without_a_reload(shipped_models, tmp_path, b
             # window the controller writes at every poll (<run_dir>/window.json), a chart per check.
             window_file = stack.run_dir / "window.json"
             with Traffic(stack.front, clients=2):
-                deploy = stack.popen("deploy", "v1.1.0", "--force")
+                deploy = stack.popen("deploy", "v1.1.0")
                 seen, shown, baking_since, shot = set(), None, None, False
                 deadline = time.monotonic() + 60
                 while deploy.poll() is None and time.monotonic() < deadline:
