@@ -49,7 +49,7 @@ class UnsupportedMediaType(ApiError):
 
 
 class ModelNotReady(ApiError):
-    """The model is not loaded yet, or the server is draining."""
+    """The server is draining: it was told to stop (``/ready`` answers 503)."""
 
     status = 503
 

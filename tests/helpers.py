@@ -46,6 +46,7 @@ class Gunicorn:
     def __init__(self, models_dir, version="v1.0.0", color="blue", workers=2, metrics_dir=None, extra_env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_dir = Path(metrics_dir) if metrics_dir else None
         env = dict(os.environ)
         env.update(
             MODEL_VERSION=version, COLOR=color, MODELS_DIR=str(models_dir),
@@ -64,6 +65,18 @@ class Gunicorn:
         wait_until(lambda: self.process.poll() is None and http_ok(self.url + "/ready"),
                    timeout, what=f"gunicorn on {self.url}")
         return self
+
+    def worker_pids(self) -> set[int]:
+        """The pids of gunicorn's live workers: the children of its master, from /proc."""
+        workers = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            except (OSError, ValueError):
+                continue  # not a process, or one that just ended
+            if entry.name.isdigit() and int(fields[1]) == self.process.pid and fields[0] != "Z":
+                workers.add(int(entry.name))
+        return workers
 
     def stop(self) -> str:
         if self.process.poll() is None:

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.control import gates, stats  # noqa: E402
 from app.control.config import BakeSettings  # noqa: E402
 from app.control.judge import Judge, final_judgment  # noqa: E402
+from app.control.pairs import PairCounts  # noqa: E402
 from app.control.rollout import GateResult, Verdict  # noqa: E402
 
 HOLDOUT_ROWS = 45  # the card's holdout, as for every registered version
@@ -109,7 +110,8 @@ CHUNK = 2500  # bakes per task: the rows differ in cost, small tasks keep every 
 def run(scenario: Scenario, chunk: int = 0) -> dict:
     """Simulate ``scenario.bakes`` bakes (those of task ``chunk`` when it is split); return the
     counts and the decision figures."""
-    settings = BakeSettings(period=scenario.period_s, interval=scenario.interval_s)
+    # The labelled rule: these rows are about what labels alone can tell.
+    settings = BakeSettings(period=scenario.period_s, interval=scenario.interval_s, require_labels=True)
     rng = np.random.default_rng([scenario.seed, chunk])
     polls = int(round(scenario.period_s / scenario.interval_s))
     candidate = scenario.stable_accuracy - scenario.drop
@@ -155,6 +157,158 @@ def run(scenario: Scenario, chunk: int = 0) -> dict:
     return {"scenario": scenario, "outcomes": outcomes, "labels": labels_at_rollback, "minutes": minutes_at_rollback}
 
 
+# -- paired rows: both versions on the same requests (docs/adr/0014) --------------------------------
+CLASSES = ("setosa", "versicolor", "virginica")
+SHIFT_PAIRS = [(a, b) for a in CLASSES for b in CLASSES if a != b]
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedScenario:
+    """A default judged window (period, then max_period while evidence arrives, then the pause)
+    at ``rps`` requests a second, all paired; labels on paired requests at ``labels_per_minute``.
+    Per labelled row: ``only_stable`` the share only the stable version gets right,
+    ``only_new`` the share only the new one does; the versions disagree on ``disagreement``
+    of all rows."""
+
+    name: str
+    rps: float
+    labels_per_minute: float
+    disagreement: float
+    only_stable: float
+    only_new: float
+    new_accuracy: float
+    bakes: int
+    seed: int
+
+
+def paired_candidates(stable_accuracy: float) -> list[tuple]:
+    """(name, disagreement, only stable right, only new right, new accuracy): a healthy version
+    differs from the stable one on 2% of inputs, right and wrong alike; one k points worse is
+    wrong on k points more of them (disagreeing on 2% + k)."""
+    rows = [("healthy", 0.02, 0.01, 0.01, stable_accuracy)]
+    for drop in (0.05, 0.10):
+        rows.append((f"{drop * 100:g} points worse", 0.02 + drop, 0.01 + drop, 0.01, stable_accuracy - drop))
+    return rows
+
+
+def run_paired(scenario: PairedScenario, chunk: int = 0) -> dict:
+    """Simulate default windows with the real judge: every poll's window and pairs go through
+    ``gates.judge`` and the ``Judge``'s tally, and the window goes on, then pauses, as
+    ``judge_window`` does (``final_judgment`` when the pause runs out)."""
+    settings = BakeSettings()
+    rng = np.random.default_rng([scenario.seed, chunk])
+    horizon = settings.max_period + settings.pause_timeout
+    polls = int(horizon / settings.interval)
+    stable = gates.Stable("blue", "stable", gates.Window(), gates.Reference(950, 1000,
+                                                                          "its live labels before the bake"))
+    outcomes = {Verdict.FAIL: 0, Verdict.PASS: 0, Verdict.INCONCLUSIVE: 0}
+    minutes_at_rollback, minutes_at_pass = [], []
+    for _ in range(scenario.bakes):
+        clock = _Clock()
+        judge = Judge(_NoServers(), "green", "candidate", settings, clock, say=lambda line: None)
+        n = k = labelled = correct = b = c = 0
+        gained, lost = dict.fromkeys(CLASSES, 0), dict.fromkeys(CLASSES, 0)
+        verdict = None
+        for j in range(polls):
+            clock.now = (j + 1) * settings.interval
+            new = int(rng.poisson(scenario.rps * settings.interval))
+            differ = int(rng.binomial(new, scenario.disagreement))
+            for index in rng.integers(0, len(SHIFT_PAIRS), differ):
+                a, z = SHIFT_PAIRS[index]
+                gained[a] += 1
+                lost[z] += 1
+            n, k = n + new, k + differ
+            labels = min(int(rng.poisson(scenario.labels_per_minute * settings.interval / 60)), new)
+            if labels:
+                both_right = scenario.new_accuracy - scenario.only_new
+                kinds = rng.multinomial(labels, [scenario.only_stable, scenario.only_new, both_right,
+                                                 1 - scenario.only_stable - scenario.only_new - both_right])
+                labelled, b, c = labelled + labels, b + int(kinds[0]), c + int(kinds[1])
+                correct += int(kinds[1] + kinds[2])
+            window = gates.Window(requests=n, labelled=labelled, correct=correct, timed=n, slow=0,
+                                  slow_over_ms=settings.slow_request_ms)
+            counts = PairCounts(n, n, k, {name: (gained[name], lost[name]) for name in CLASSES}, n, 0, labelled, b, c,
+                                {(name, name): 1 for name in CLASSES})
+            result = gates.judge(window, stable, settings, {}, gates.Paired(counts, "new", "stable"))
+            judge.record(result, window)
+            if judge.should_roll_back:
+                verdict = Verdict.FAIL
+                minutes_at_rollback.append(clock.now / 60)
+                break
+            if clock.now >= settings.period and result.verdict is Verdict.PASS:
+                verdict = Verdict.PASS
+                minutes_at_pass.append(clock.now / 60)
+                break
+        outcomes[verdict or Verdict.INCONCLUSIVE] += 1
+    return {"scenario": scenario, "outcomes": outcomes, "minutes": minutes_at_rollback, "passed": minutes_at_pass}
+
+
+def _quantile(values: list, q: float) -> str:
+    return f"{np.quantile(values, q):.1f}" if values else "-"
+
+
+def print_paired_table(results: list[dict]) -> None:
+    print("| requests/s | labels/min | candidate (disagreement) | rolled back | promoted | paused out | "
+          "minutes to rollback: median / 99th percentile | minutes to promote: median |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        s, o = r["scenario"], r["outcomes"]
+        print(f"| {s.rps:g} | {s.labels_per_minute:g} | {s.name} ({s.disagreement:.0%}) | "
+              f"{_share(o[Verdict.FAIL], s.bakes)} | {_share(o[Verdict.PASS], s.bakes)} | "
+              f"{_share(o[Verdict.INCONCLUSIVE], s.bakes)} | {_quantile(r['minutes'], 0.5)} / "
+              f"{_quantile(r['minutes'], 0.99)} | {_quantile(r['passed'], 0.5)} |")
+
+
+def paired_main(args) -> int:
+    """The paired rows: 1 and 10 requests a second, 0 and 1 labels a minute, default settings."""
+    scenarios, seed = [], args.seed
+    for rps in (1.0, 10.0):
+        for per_minute in (0.0, 1.0):
+            for name, disagreement, only_stable, only_new, accuracy in paired_candidates(args.stable_accuracy):
+                seed += 1
+                scenarios.append(PairedScenario(name, rps, per_minute, disagreement, only_stable, only_new, accuracy,
+                                                args.bakes, seed))
+    # A version 10 points worse whose disagreements are all its own errors, paired labels at 1 a minute.
+    for rps in (1.0, 10.0):
+        seed += 1
+        scenarios.append(PairedScenario("10 points worse, every disagreement its error", rps, 1.0, 0.10, 0.10, 0.0,
+                                        args.stable_accuracy - 0.10, args.bakes, seed))
+    started = time.monotonic()
+    results = simulate(run_paired, scenarios, args.workers, PAIRED_CHUNK, ("minutes", "passed"))
+    defaults = BakeSettings()
+    print(f"\n{args.bakes} simulated windows per row, every request paired, no server errors; default settings: "
+          f"period {defaults.period:g} s, max_period {defaults.max_period:g} s, pause_timeout "
+          f"{defaults.pause_timeout:g} s, interval {defaults.interval:g} s, confidence {defaults.confidence}, "
+          f"max_disagreement {defaults.max_disagreement}, max_class_shift {defaults.max_class_shift}, "
+          f"min_pairs {defaults.min_pairs}; stable accuracy {args.stable_accuracy:.0%}\n")
+    print_paired_table(results)
+    print(f"\n({time.monotonic() - started:.0f} s on {args.workers} processes)")
+    return 0
+
+
+PAIRED_CHUNK = 500
+
+
+def simulate(runner, scenarios: list, workers: int, chunk: int, lists: tuple[str, ...]) -> list[dict]:
+    """Each scenario's bakes run in tasks of ``chunk`` on ``workers`` processes, then merged
+    back: the outcomes added up, the ``lists`` of figures joined."""
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        tasks = [(s, dataclasses.replace(s, bakes=min(chunk, s.bakes - start)), start // chunk)
+                 for s in scenarios for start in range(0, s.bakes, chunk)]
+        parts = list(pool.map(runner, [t[1] for t in tasks], [t[2] for t in tasks]))
+    results: list[dict] = []
+    for (whole, _, _), part in zip(tasks, parts):
+        if not results or results[-1]["scenario"] is not whole:
+            results.append({"scenario": whole, "outcomes": dict.fromkeys(part["outcomes"], 0),
+                            **{name: [] for name in lists}})
+        merged = results[-1]
+        for verdict, count in part["outcomes"].items():
+            merged["outcomes"][verdict] += count
+        for name in lists:
+            merged[name] += part[name]
+    return results
+
+
 def _share(count: int, total: int) -> str:
     return f"{count / total:.2%}"
 
@@ -197,7 +351,11 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=100_000, help="error-free requests since the bake began")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--paired", action="store_true",
+                        help="the paired rows instead: both versions on the same requests, default settings")
     args = parser.parse_args(argv)
+    if args.paired:
+        return paired_main(args)
     bakes = [tuple(float(x) for x in b.split(":")) for b in (args.bake or ["3600:60", "30:2"])]
     scenarios = []
     seed = args.seed
@@ -211,20 +369,7 @@ def main(argv=None) -> int:
     naive = [dataclasses.replace(s, naive=True) for s in scenarios if s.drop == 0 and s.period_s == bakes[0][0]
              and s.reference == args.references.split(",")[0]]
     started = time.monotonic()
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        tasks = [(s, dataclasses.replace(s, bakes=min(CHUNK, s.bakes - start)), start // CHUNK)
-                 for s in scenarios + naive for start in range(0, s.bakes, CHUNK)]
-        parts = list(pool.map(run, [t[1] for t in tasks], [t[2] for t in tasks]))
-    results = []
-    for (whole, _, _), part in zip(tasks, parts):
-        if not results or results[-1]["scenario"] is not whole:
-            results.append({"scenario": whole, "outcomes": dict.fromkeys(part["outcomes"], 0), "labels": [],
-                            "minutes": []})
-        merged = results[-1]
-        for verdict, count in part["outcomes"].items():
-            merged["outcomes"][verdict] += count
-        merged["labels"] += part["labels"]
-        merged["minutes"] += part["minutes"]
+    results = simulate(run, scenarios + naive, args.workers, CHUNK, ("labels", "minutes"))
     defaults = BakeSettings()
     print(f"\n{args.bakes} simulated bakes per row; stable version's true accuracy {args.stable_accuracy:.0%}; "
           f"{args.requests} error-free requests; bake settings: confidence "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from app.control.config import BakeSettings
 from app.control.events import GateEvent, Outcome
-from app.control.judge import Judge, Judgment, judge_window
+from app.control.judge import Judge, Judgment, judge_window, window_document
 from app.control.rollout import Phase, RolloutState, Verdict
 from app.control.run import RolloutRun
 from app.errors import TrafficError
@@ -24,13 +24,14 @@ if TYPE_CHECKING:
 
 
 def bake(run: RolloutRun, settings: BakeSettings) -> None:
-    """Judge the new color for ``settings.period`` (no lock held), then decide under the lock."""
+    """Judge the new color (no lock held; paired with the stable color when nginx can), then
+    decide under the lock."""
     rollout = run.rollout
-    judge = run.judge(rollout.target, settings)
-    judgment = judge_window(judge, settings.period, lambda: run.preempted(Phase.BAKING, rollout.target),
-                            run.ctx.record)
+    with run.paired(settings) as paired:
+        judge = run.judge(rollout.target, settings, paired)
+        judgment = run.window(judge, settings, "bake", Phase.BAKING, rollout.target)
     with run.reconciler.locked(repair_rollout=False) as state:
-        if judgment.preempted or not run.ours(state, Phase.BAKING):
+        if judgment.preempted or not run.ours(state, Phase.BAKING, Phase.PAUSED):
             run.end_preempted(state, judgment.preempted or "the rollout was ended by another command", "bake")
             return
         decide(run, state, judge, judgment)
@@ -38,11 +39,18 @@ def bake(run: RolloutRun, settings: BakeSettings) -> None:
 
 
 def decide(run: RolloutRun, state: RolloutState, judge: Judge, judgment: Judgment) -> None:
-    """Roll back a failed bake, promote a passed one, leave an undecided one serving (lock held)."""
+    """Roll back a failed bake, promote a passed one (or one an operator promoted), send a
+    pause that ran out back to the stable version, and leave an undecided bake that could not
+    pause serving, `degraded` (lock held)."""
     result = run.result
     color, version = result.target, result.version
     result.bake = judgment
-    if judgment.verdict is Verdict.FAIL:
+    if judgment.timed_out:
+        run.traffic.return_to_stable(state, f"{judgment.reason}; back to the stable version", automatic=False)
+        run.step("bake", Outcome.INCONCLUSIVE, judgment.reason)
+        run.end(state, Phase.ROLLED_BACK, judgment.reason, f"deploy {version} rolled back: {judgment.reason} "
+                                                           "(not rejected: it was not shown bad)")
+    elif judgment.verdict is Verdict.FAIL:
         try:
             moved = run.traffic.return_to_stable(state, f"automatic rollback: {judgment.reason}", automatic=True,
                                                  since=judgment.first_failure)
@@ -55,11 +63,12 @@ def decide(run: RolloutRun, state: RolloutState, judge: Judge, judgment: Judgmen
         run.end(state, Phase.ROLLED_BACK, judgment.reason, f"deploy {version} rolled back: {judgment.reason}")
     elif judgment.verdict is Verdict.INCONCLUSIVE:
         run.step("bake", Outcome.INCONCLUSIVE, judgment.reason)
+        state.rollout.judgment = judgment.to_json()
         run.end(state, Phase.DEGRADED, judgment.reason,
                 f"deploy {version}: bake inconclusive ({judgment.reason}); {color} keeps the traffic but "
-                "is not marked stable")
+                "is not marked stable (`bluegreen promote` makes it stable)")
     else:
-        run.step("bake", Outcome.PASSED, judge.summary())
+        run.step("bake", Outcome.PASSED, judgment.reason if judgment.promoted else judge.summary())
         state.promote(version)
         run.end(state, Phase.PROMOTED, judgment.reason, f"deploy {version}: promoted on {color}")
 
@@ -81,20 +90,31 @@ def scale_down_later(run: RolloutRun, color: str) -> None:
 
 
 def watch(controller: Controller, duration: float | None = None) -> int:
-    """Judge the active color until stopped (or for ``duration`` s); roll back and return 1
-    when it fails."""
+    """Judge the active color until stopped (or for ``duration`` s), paired with the idle
+    color when it runs the version a rollback returns to; roll back and return 1 when it
+    fails."""
     ctx, settings = controller.ctx, controller.ctx.config.bake
     state = ctx.read_state()
     color, version = state.active, state.versions[state.active]
-    judge = Judge(ctx.runtime, color, version, settings, ctx.clock, ctx.say,
-                  on_poll=lambda j: controller.reconciler.note_failovers(j.stable_color, j.other_probes))
+
+    def pairable(now: RolloutState) -> bool:
+        target = now.rollback_target()
+        idle_rollout = now.rollout is None or not now.rollout.phase.running
+        return now.active == color and idle_rollout and target is not None and now.versions[now.idle] == target
+
     ctx.say(f"watching {color} ({version}) every {settings.interval:g}s; rollback at the first failed check, "
             f"or once {settings.failure_limit + 1} polls find it not serving")
 
     def moved() -> str | None:
         return None if ctx.read_state().active == color else f"{color} is no longer active"
 
-    judgment = judge_window(judge, duration, moved, ctx.record)
+    def publish(judge: Judge, judgment: Judgment | None) -> None:
+        ctx.store.save_window(window_document(judge, "watch", None, duration, judgment))
+
+    with controller.reconciler.pairing(settings.paired_sample, pairable) as paired:
+        judge = Judge(ctx.runtime, color, version, settings, ctx.clock, ctx.say, paired=paired,
+                      on_poll=lambda j: controller.reconciler.note_failovers(j.stable_color, j.other_probes))
+        judgment = judge_window(judge, duration, moved, ctx.record, publish=publish)
     if judgment.verdict is not Verdict.FAIL:
         if judgment.preempted:
             ctx.say(f"{judgment.preempted}; stopping")

@@ -24,7 +24,7 @@ from dataclasses import replace
 from app.control.bake import bake
 from app.control.config import BakeSettings
 from app.control.events import CanaryEvent, Outcome
-from app.control.judge import Judgment, judge_window
+from app.control.judge import Judgment
 from app.control.rollout import Phase, Verdict
 from app.control.run import CanaryStep, RolloutRun
 from app.errors import ControllerError
@@ -63,16 +63,17 @@ class Canary:
         """Every partial step, then the switch and the bake (no lock held while waiting)."""
         result = self.run.result
         result.exposure = 0
-        for index, weight in enumerate(self.rollout.canary[:-1]):
-            mark = self.ctx.proxy.canary_mark()  # before the share moves: the step's requests follow it
-            if not self._move(index, weight):
-                return
-            judgment, exposed = self._judge(index, weight, mark)
-            result.exposure += exposed
-            result.canary.append(CanaryStep(index + 1, weight, judgment.verdict, judgment.reason, exposed))
-            if judgment.preempted or judgment.verdict is not Verdict.PASS:
-                self._stop(index, weight, judgment)
-                return
+        with self.run.paired(self.settings) as paired:
+            for index, weight in enumerate(self.rollout.canary[:-1]):
+                mark = self.ctx.proxy.canary_mark()  # before the share moves: the step's requests follow it
+                if not self._move(index, weight):
+                    return
+                judgment, exposed = self._judge(index, weight, mark, paired)
+                result.exposure += exposed
+                result.canary.append(CanaryStep(index + 1, weight, judgment.verdict, judgment.reason, exposed))
+                if judgment.preempted or judgment.verdict is not Verdict.PASS:
+                    self._stop(index, weight, judgment)
+                    return
         if self._switch():
             bake(self.run, self.settings)
 
@@ -81,10 +82,12 @@ class Canary:
         """Give the new version ``weight`` percent (lock held for the move only)."""
         run, rollout = self.run, self.rollout
         with run.reconciler.locked(repair_rollout=False) as state:
-            why = run.stopped(state, Phase.CANARY)
+            why = run.stopped(state, Phase.CANARY, Phase.PAUSED)
             if why:
                 run.end_preempted(state, why, "canary")
                 return False
+            if state.rollout.phase is Phase.PAUSED:  # its last step passed, or an operator promoted it
+                state.rollout.advance(Phase.CANARY)
             self.ctx.proxy.split(rollout.target, weight, self.sticky)
             state.rollout.step, state.rollout.weight = index, weight
             self.ctx.store.save(state)
@@ -97,14 +100,13 @@ class Canary:
                  f"judged for {self.settings.period:g}s")
         return True
 
-    def _judge(self, index: int, weight: int, mark: int | None) -> tuple[Judgment, int]:
+    def _judge(self, index: int, weight: int, mark: int | None, paired: bool) -> tuple[Judgment, int]:
         """The judge on the new color for the step, and the step's exposure: nginx's count of
         the requests it sent there when it keeps one (a version that died took its counters
         with it), otherwise what the color answered and what was failed over for it."""
         run, rollout = self.run, self.rollout
-        judge = run.judge(rollout.target, self.settings)
-        judgment = judge_window(judge, self.settings.period, lambda: run.preempted(Phase.CANARY, rollout.source),
-                                self.ctx.record)
+        judge = run.judge(rollout.target, self.settings, paired)
+        judgment = run.window(judge, self.settings, "canary", Phase.CANARY, rollout.source)
         numbers = judgment.numbers
         logged = self.ctx.proxy.canary_requests(rollout.target, mark) if mark is not None else None
         exposed = logged if logged is not None else int(numbers.get("requests", 0)) + int(numbers.get("failovers", 0))
@@ -119,13 +121,13 @@ class Canary:
         """A step that did not pass: back to 0% and to the stable version (rejected if it failed)."""
         run, rollout, result = self.run, self.rollout, self.run.result
         with run.reconciler.locked(repair_rollout=False) as state:
-            if judgment.preempted or not run.ours(state, Phase.CANARY):
+            if judgment.preempted or not run.ours(state, Phase.CANARY, Phase.PAUSED):
                 run.end_preempted(state, judgment.preempted or "the rollout was ended by another command", "canary")
                 return
             failed = judgment.verdict is Verdict.FAIL
             why = (f"canary step {index + 1} ({weight}%) failed: {judgment.reason}" if failed else
-                   f"canary step {index + 1} ({weight}%) inconclusive after {self.settings.period:g}s: "
-                   f"{judgment.reason}; a canary never moves on without a verdict")
+                   f"canary step {index + 1} ({weight}%) inconclusive: {judgment.reason}; a canary never moves "
+                   "on without a verdict (its own or an operator's `bluegreen promote`)")
             run.traffic.return_to_stable(state, f"automatic rollback: {why}", automatic=failed)
             if failed:
                 state.reject(rollout.version)
@@ -142,7 +144,7 @@ class Canary:
         steps = len(rollout.canary)
         name = f"canary step {steps}: switch {rollout.source} -> {rollout.target}"
         with run.reconciler.locked(repair_rollout=False) as state:
-            why = run.stopped(state, Phase.CANARY)
+            why = run.stopped(state, Phase.CANARY, Phase.PAUSED)
             if why:
                 run.end_preempted(state, why, "canary")
                 return False

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="back to the last promoted version (ends a running deploy)")
     rollback.add_argument("--force", action="store_true", help="switch even if the target is not ready/healthy")
     sub.add_parser("abort", help="stop the running deploy; traffic back on the stable version at once")
+    promote = sub.add_parser("promote", help="a human's pass for a paused window (the canary moves on, a bake "
+                                             "promotes) or a degraded rollout; recorded with the reason")
+    promote.add_argument("--reason", help="why (kept in the history with the verdict it overrides)")
     sub.add_parser("reload", help="re-render, test and reload the nginx config")
     sub.add_parser("token", help="print the bearer token the local colors require on POST /feedback")
     sub.add_parser("reconcile", help="repair the record from what nginx serves (recorded in the history)")
@@ -103,6 +106,9 @@ def print_status(status: dict) -> None:
         print(f"rollout: {rollout['version']} {rollout['source']} -> {rollout['target']}, {rollout['phase']} "
               f"(since {rollout['updated']}){' dry run' if rollout['dry_run'] else ''}")
         ended = rollout["phase"] in ("promoted", "rolled-back", "aborted", "degraded", "verified")
+        if rollout["phase"] in ("paused", "degraded") and rollout.get("judgment"):
+            print(f"undecided: {rollout['judgment'].get('reason')}")
+            print("  `bluegreen promote --reason TEXT` takes it as passed; `bluegreen abort` (or `rollback`) ends it")
         if rollout.get("canary") and rollout.get("step") is not None and not ended:
             print(f"canary: step {rollout['step'] + 1} of {len(rollout['canary'])} "
                   f"({', '.join(map(str, rollout['canary']))}), {rollout['weight']}% on {rollout['target']}")
@@ -110,6 +116,9 @@ def print_status(status: dict) -> None:
         print(f"front door split: {status['canary']['weight']}% to {status['canary']['color']}")
     if status.get("shadow", {}).get("sample"):
         print(f"shadow: {status['shadow']['sample']}% of /predict mirrored to {status['shadow']['color']}")
+    if status.get("pairing"):
+        print(f"paired: {status['pairing']['percent']}% of the front door's /predict answered by both colors "
+              f"for a judged window (pid {status['pairing']['pid']})")
     for warning in status["warnings"]:
         print(f"warning: {warning}")
     print(f"front door: {status['front_door']}   preview: {status['preview']}   "
@@ -162,9 +171,8 @@ def say_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-# The commands that change something, and the action their failure is recorded under.
-CHANGES = {"up": "up", "down": "down", "switch": "switch", "rollback": "rollback", "abort": "abort",
-           "reload": "reload", "reconcile": "reconcile", "deploy": "deploy", "shadow": "shadow", "watch": "watch"}
+# The commands that change something: a failure is recorded under the command's action.
+CHANGES = {"up", "down", "switch", "rollback", "abort", "promote", "reload", "reconcile", "deploy", "shadow", "watch"}
 
 
 def run(args) -> int:
@@ -184,7 +192,7 @@ def run(args) -> int:
     say = say_to_stderr if getattr(args, "json", False) else print
     controller = Controller(build_context(config, say))
     if args.command in CHANGES and getattr(args, "shadow_command", None) != "report":
-        with controller.command(Action(CHANGES[args.command])):
+        with controller.command(Action(args.command)):
             return change(controller, args, say)
     return look(controller, args, config)
 
@@ -272,6 +280,8 @@ def change(controller, args, say) -> int:
         controller.operations.rollback(force=args.force)
     elif args.command == "abort":
         controller.operations.abort()
+    elif args.command == "promote":
+        controller.operations.promote(args.reason)
     elif args.command == "deploy":
         deploy(controller, args, say)
     elif args.command == "shadow":

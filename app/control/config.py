@@ -77,6 +77,10 @@ def _fraction(value) -> str:
     return "" if 0 <= value <= 1 else "must be between 0 and 1"
 
 
+def _percent(value) -> str:
+    return "" if 0 <= value <= 100 else "must be a whole percentage from 0 to 100"
+
+
 def _duration(value) -> str:
     return "" if NGINX_TIME.match(value) else "must be an nginx time such as \"500ms\", \"4s\" or \"1m\""
 
@@ -232,8 +236,8 @@ class BakeSettings:
     min_labelled: int = check(_positive, 20)
     # The drop below the stable version's live accuracy the sequential test is built to catch.
     accuracy_drop: float = check(_drop, 0.10)
-    # false: a bake may pass before live accuracy passed (labels can still fail it).
-    require_labels: bool = True
+    # false: a window may pass before live accuracy passed (labels can still fail it).
+    require_labels: bool = False
     # Each check fails a good version, or passes a bad one, with at most 1 - confidence,
     # however many polls look at it.
     confidence: float = check(_confidence, 0.99)
@@ -242,6 +246,22 @@ class BakeSettings:
     max_slow_rate: float = check(_fraction, 0.01)
     slow_request_ms: float = check(_positive, 250.0)
     scale_down_delay: float = check(_not_negative, 0.0)
+    # Paired evidence (docs/adr/0014): the share of the requests each color answers that
+    # nginx also sends to the other color during a judged window, so that both versions
+    # answer the same requests; the paired rows needed before a paired check decides; the
+    # share of rows on which the new version predicting another class than the stable one
+    # fails it (half of it passes: the sequential test decides between the two); how far a
+    # class's share of predictions may move.
+    paired_sample: int = check(_percent, 100)
+    min_pairs: int = check(_positive, 50)
+    max_disagreement: float = check(_fraction, 0.11)
+    max_class_shift: float = check(_fraction, 0.05)
+    # A window still undecided at its period goes on while evidence arrives, up to this
+    # long; still undecided then, the rollout pauses (keeping its share) until `bluegreen
+    # promote`, `abort`, a verdict, or pause_timeout (then back to the stable version;
+    # 0: no pause, the rollout ends `degraded` as an undecided bake did before).
+    max_period: float = check(_positive, 120.0)
+    pause_timeout: float = check(_not_negative, 3600.0)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,9 @@ class Deployer:
             return (f"{stopped}; `bluegreen reconcile` ends it (traffic back on the stable version if it "
                     "had moved), or pass --force")
         mirrored = self.ctx.proxy.mirrored()
+        if mirrored and state.pairing:
+            return (f"pid {state.pairing.get('pid')} pairs {mirrored}% of the front door's requests with {state.idle} "
+                    "for a judged window (a running `bluegreen watch`); stop it first")
         if mirrored:
             return (f"a shadow mirrors {mirrored}% of /predict to {state.idle}; `bluegreen shadow stop` it first "
                     "(a deploy would load or switch that color under it)")

@@ -31,6 +31,8 @@ class Action(StrEnum):
     CANARY = "canary"
     SHADOW = "shadow"
     WATCH = "watch"
+    PAUSE = "pause"
+    PROMOTE = "promote"
 
 
 class Outcome(StrEnum):
@@ -58,6 +60,7 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled-back"
     ABORTED = "aborted"
     DEGRADED = "degraded"
+    PAUSED = "paused"
     # a deploy's printed steps
     DONE = "done"
     READY = "ready"

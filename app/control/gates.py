@@ -6,12 +6,13 @@ samples, a NaN each fail the gate or leave it inconclusive, never pass it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.control import stats
 from app.control.config import BakeSettings, GateSettings
+from app.control.pairs import PairCounts
 from app.control.probes import ServerProbe
-from app.control.rollout import GateResult, SmokeAnswer, Verdict
+from app.control.rollout import Figures, GateResult, SmokeAnswer, Verdict
 
 SERVING = "serving"
 CARD_THRESHOLDS = "holdout metrics meet thresholds"
@@ -19,12 +20,16 @@ SMOKE = "smoke evaluation through the preview door"
 BAKE_POLL = "bake poll"
 
 
-def _pass(gate: str, reason: str = "", **numbers) -> GateResult:
-    return GateResult(gate, Verdict.PASS, reason, numbers)
+def _pass(gate: str, reason: str = "", figures: Figures | None = None, **numbers) -> GateResult:
+    return GateResult(gate, Verdict.PASS, reason, numbers, figures)
 
 
-def _fail(gate: str, reason: str, **numbers) -> GateResult:
-    return GateResult(gate, Verdict.FAIL, reason, numbers)
+def _fail(gate: str, reason: str, figures: Figures | None = None, **numbers) -> GateResult:
+    return GateResult(gate, Verdict.FAIL, reason, numbers, figures)
+
+
+def _undecided(gate: str, reason: str, numbers: dict, figures: Figures | None = None) -> GateResult:
+    return GateResult(gate, Verdict.INCONCLUSIVE, reason, numbers, figures)
 
 
 def color_serving(probes: list[ServerProbe], version: str) -> GateResult:
@@ -208,8 +213,8 @@ def _rate(gate: str, what: str, bad: int, n: int, stable_bad: int, stable_n: int
     traffic there; pass only when the upper bound is within it."""
     numbers = {f"{key}_requests": n, key: round(bad / n, 6) if n else None}
     if n < settings.min_requests:
-        return GateResult(gate, Verdict.INCONCLUSIVE,
-                          f"{what}: {n} of the {settings.min_requests} requests needed before a verdict", numbers)
+        return _undecided(gate, f"{what}: {n} of the {settings.min_requests} requests needed before a verdict",
+                          numbers, Figures(n, settings.min_requests, limit, estimate=bad / n if n else None))
     level = settings.confidence
     compared = stable is not None and stable_n >= settings.min_requests
     if compared:
@@ -228,15 +233,15 @@ def _rate(gate: str, what: str, bad: int, n: int, stable_bad: int, stable_n: int
     numbers.update({f"{key}_low": round(bounds.low, 6), f"{key}_high": round(bounds.high, 6),
                     f"{key}_limit": round(floor, 6)})
     observed = f"{what} {_pct(bounds.estimate)} over {n} requests since the bake began"
+    figures = Figures(n, settings.min_requests, floor, "below", bounds.estimate, bounds.low, bounds.high)
     if bounds.low > ceiling:
         return _fail(gate, f"{observed} is above {basis}: its {_level(level)} lower bound is {_pct(bounds.low)}",
-                     **numbers)
+                     figures, **numbers)
     if bounds.high <= floor:
         return _pass(gate, f"{observed}, {_level(level)} upper bound {_pct(bounds.high)}, within {basis}",
-                     **numbers)
-    return GateResult(gate, Verdict.INCONCLUSIVE,
-                      f"{observed}: {_level(level)} bounds {_pct(bounds.low)}-{_pct(bounds.high)} do not yet show "
-                      f"it within {basis}", numbers)
+                     figures, **numbers)
+    return _undecided(gate, f"{observed}: {_level(level)} bounds {_pct(bounds.low)}-{_pct(bounds.high)} do not yet "
+                            f"show it within {basis}", numbers, figures)
 
 
 def error_rate(window: Window, stable: Stable | None, settings: BakeSettings) -> GateResult:
@@ -245,8 +250,7 @@ def error_rate(window: Window, stable: Stable | None, settings: BakeSettings) ->
     result = _rate(POLL_ERRORS, "error rate", window.failed, window.attempted, stable_window.server_errors,
                    stable_window.requests, settings.max_error_rate, stable, settings, "error_rate")
     if window.failovers and result.verdict is Verdict.FAIL:
-        return GateResult(result.gate, result.verdict,
-                          f"{result.reason} ({window.failovers} answered by the other color)", result.numbers)
+        return replace(result, reason=f"{result.reason} ({window.failovers} answered by the other color)")
     return result
 
 
@@ -269,22 +273,24 @@ def live_accuracy(window: Window, settings: BakeSettings) -> GateResult:
     threshold, a pass only when the lower bound clears it."""
     n, correct = window.labelled, window.correct
     numbers = {"labelled": n, "accuracy": round(correct / n, 6) if n else None}
+    threshold = settings.min_live_accuracy
     if n < settings.min_labelled:
-        return GateResult(POLL_ACCURACY, Verdict.INCONCLUSIVE,
-                          f"live accuracy: {n} of the {settings.min_labelled} labels needed before a verdict", numbers)
+        return _undecided(POLL_ACCURACY, f"live accuracy: {n} of the {settings.min_labelled} labels needed before a "
+                                         "verdict", numbers,
+                          Figures(n, settings.min_labelled, threshold, "above", correct / n if n else None))
     bounds = stats.anytime_interval(correct, n, settings.confidence)
-    level, threshold = _level(settings.confidence), settings.min_live_accuracy
+    level = _level(settings.confidence)
     numbers.update(accuracy_low=round(bounds.low, 6), accuracy_high=round(bounds.high, 6))
+    figures = Figures(n, settings.min_labelled, threshold, "above", bounds.estimate, bounds.low, bounds.high)
     observed = f"live accuracy {_pct(bounds.estimate)} over {n} labelled samples since the bake began"
     if bounds.high < threshold:
         return _fail(POLL_ACCURACY, f"{observed} is below {_pct(threshold)}: its {level} upper bound is "
-                                    f"{_pct(bounds.high)}", **numbers)
+                                    f"{_pct(bounds.high)}", figures, **numbers)
     if bounds.low >= threshold:
         return _pass(POLL_ACCURACY, f"{observed}, {level} lower bound {_pct(bounds.low)}, clears {_pct(threshold)}",
-                     **numbers)
-    return GateResult(POLL_ACCURACY, Verdict.INCONCLUSIVE,
-                      f"{observed}: {level} bounds {_pct(bounds.low)}-{_pct(bounds.high)} straddle {_pct(threshold)}",
-                      numbers)
+                     figures, **numbers)
+    return _undecided(POLL_ACCURACY, f"{observed}: {level} bounds {_pct(bounds.low)}-{_pct(bounds.high)} straddle "
+                                     f"{_pct(threshold)}", numbers, figures)
 
 
 def accuracy_vs_stable(window: Window, stable: Stable | None, settings: BakeSettings) -> GateResult:
@@ -300,8 +306,8 @@ def accuracy_vs_stable(window: Window, stable: Stable | None, settings: BakeSett
     lower bound and passes only with a lower bound within the drop of its upper bound.
     """
     if stable is None or stable.reference is None:
-        return GateResult(POLL_VS_STABLE, Verdict.INCONCLUSIVE,
-                          "no accuracy figures for the stable version: the candidate cannot be compared with it")
+        return _undecided(POLL_VS_STABLE, "no accuracy figures for the stable version: the candidate cannot be "
+                                          "compared with it", {})
     n, correct = window.labelled, window.correct
     reference = stable.reference
     alpha = (1 - settings.confidence) / 2
@@ -311,6 +317,8 @@ def accuracy_vs_stable(window: Window, stable: Stable | None, settings: BakeSett
         other = stats.anytime_interval(reference.correct, reference.labelled, 1 - 2 * alpha)
     drop = settings.accuracy_drop
     p0, p1 = other.low, other.high - drop
+    own = stats.anytime_interval(correct, n, 1 - alpha)
+    figures = Figures(n, settings.min_labelled, max(0.0, p1), "above", own.estimate, own.low, own.high)
     numbers = {"stable_accuracy": round(other.estimate, 6), "stable_labelled": reference.labelled,
                "stable_low": round(p0, 6), "stable_high": round(other.high, 6)}
     observed = f"live accuracy {_pct(correct / n)} over {n} labelled samples"
@@ -325,30 +333,182 @@ def accuracy_vs_stable(window: Window, stable: Stable | None, settings: BakeSett
         if test.accepts_h1:
             return _fail(POLL_VS_STABLE, f"{observed} is worse than {against}: the sequential test of {hypotheses} "
                                          f"decided '{worse}' (log-likelihood ratio {test.llr:.2f} >= "
-                                         f"{test.upper:.2f})", **numbers)
+                                         f"{test.upper:.2f})", figures, **numbers)
         if test.accepts_h0:
             return _pass(POLL_VS_STABLE, f"{observed} is as good as {against}: log-likelihood ratio "
-                                         f"{test.llr:.2f} <= {test.lower:.2f}", **numbers)
-        return GateResult(POLL_VS_STABLE, Verdict.INCONCLUSIVE,
-                          f"{observed} against {against}: the sequential test of {hypotheses} is undecided "
-                          f"(log-likelihood ratio {test.llr:.2f}, decides at {test.lower:.2f} or {test.upper:.2f})",
-                          numbers)
+                                         f"{test.llr:.2f} <= {test.lower:.2f}", figures, **numbers)
+        return _undecided(POLL_VS_STABLE, f"{observed} against {against}: the sequential test of {hypotheses} is "
+                                          f"undecided (log-likelihood ratio {test.llr:.2f}, decides at "
+                                          f"{test.lower:.2f} or {test.upper:.2f})", numbers, figures)
     # The stable version's bounds are wider than the drop: no sequential test can tell the
     # two apart, but the candidate's own bounds can still clear both ends.
-    own = stats.anytime_interval(correct, n, 1 - alpha)
     numbers.update(accuracy_low=round(own.low, 6), accuracy_high=round(own.high, 6))
     level = _level(1 - alpha)
     if own.high < p0:
         return _fail(POLL_VS_STABLE, f"{observed} is worse than {against}: its {level} upper bound "
-                                     f"{_pct(own.high)} is below the stable version's lower bound", **numbers)
+                                     f"{_pct(own.high)} is below the stable version's lower bound", figures, **numbers)
     floor = max(0.0, p1)
     if own.low >= floor:
         return _pass(POLL_VS_STABLE, f"{observed} is not {worse} than {against}: its {level} lower bound "
-                                     f"{_pct(own.low)} clears {_pct(floor)}", **numbers)
-    return GateResult(POLL_VS_STABLE, Verdict.INCONCLUSIVE,
-                      f"{observed} against {against}: too uncertain a figure for a sequential test, and the "
-                      f"candidate's {level} bounds {_pct(own.low)}-{_pct(own.high)} neither fall below "
-                      f"{_pct(p0)} nor clear {_pct(floor)}", numbers)
+                                     f"{_pct(own.low)} clears {_pct(floor)}", figures, **numbers)
+    return _undecided(POLL_VS_STABLE, f"{observed} against {against}: too uncertain a figure for a sequential test, "
+                                      f"and the candidate's {level} bounds {_pct(own.low)}-{_pct(own.high)} neither "
+                                      f"fall below {_pct(p0)} nor clear {_pct(floor)}", numbers, figures)
+
+
+# -- the paired checks: both versions on the same requests (app/control/pairs.py) -----------------
+POLL_DISAGREEMENT = "bake poll: disagreement with the stable version"
+POLL_CLASS_SHIFT = "bake poll: class shares against the stable version"
+POLL_PAIRED_ERRORS = "bake poll: errors where the stable version answered"
+POLL_PAIRED_LABELS = "bake poll: accuracy on paired labels"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The paired evidence of a window: its counts, and the two versions' names."""
+
+    counts: PairCounts
+    candidate: str
+    stable: str
+
+
+def disagreement(paired: Paired, settings: BakeSettings) -> GateResult:
+    """How often the two versions predict another class for the same row: a guard against a
+    broken or mis-fed model (wrong feature order, units or labels) and a far less accurate
+    one (on labelled rows accuracy can differ by at most the disagreement), while a new
+    version is meant to differ a little. Wald's sequential test decides between "at most
+    half of ``bake.max_disagreement``" (pass) and "at least ``bake.max_disagreement``"
+    (fail), each wrong at most ``1 - confidence`` of the time however often it looks; a
+    version in between may go either way."""
+    counts, limit = paired.counts, settings.max_disagreement
+    n, k = counts.rows, counts.disagree
+    numbers = {"paired_rows": n, "disagreement": round(k / n, 6) if n else None, "disagreement_limit": limit}
+    if n < settings.min_pairs:
+        return _undecided(POLL_DISAGREEMENT, f"disagreement: {n} of the {settings.min_pairs} paired rows needed "
+                                             "before a verdict", numbers,
+                          Figures(n, settings.min_pairs, limit, estimate=k / n if n else None))
+    alpha = 1 - settings.confidence
+    bounds = stats.anytime_interval(k, n, settings.confidence)
+    ok, bad = limit / 2, limit
+    test = stats.sprt(n - k, n, 1 - ok, 1 - bad, alpha, alpha)  # on the rows they agree on
+    numbers.update(disagreement_low=round(bounds.low, 6), disagreement_high=round(bounds.high, 6),
+                   llr=round(test.llr, 4), llr_fail=round(test.upper, 4), llr_pass=round(test.lower, 4))
+    figures = Figures(n, settings.min_pairs, limit, "below", bounds.estimate, bounds.low, bounds.high)
+    observed = (f"disagreement: {paired.candidate} predicts another class than {paired.stable} on "
+                f"{_pct(bounds.estimate)} of {n} paired rows ({counts.pairs} requests, "
+                f"{_level(settings.confidence)} bounds {_pct(bounds.low)}-{_pct(bounds.high)})")
+    hypotheses = f"'at most {_pct(ok)}' against 'at least {_pct(bad)}'"
+    if test.accepts_h1:
+        return _fail(POLL_DISAGREEMENT, f"{observed}: the sequential test of {hypotheses} decided 'at least "
+                                        f"{_pct(bad)}' (log-likelihood ratio {test.llr:.2f} >= {test.upper:.2f})",
+                     figures, **numbers)
+    if test.accepts_h0:
+        return _pass(POLL_DISAGREEMENT, f"{observed}: the sequential test of {hypotheses} decided 'at most "
+                                        f"{_pct(ok)}' (log-likelihood ratio {test.llr:.2f} <= {test.lower:.2f})",
+                     figures, **numbers)
+    return _undecided(POLL_DISAGREEMENT, f"{observed}: the sequential test of {hypotheses} is undecided "
+                                         f"(log-likelihood ratio {test.llr:.2f}, decides at {test.lower:.2f} or "
+                                         f"{test.upper:.2f})", numbers, figures)
+
+
+def class_shift(paired: Paired, settings: BakeSettings) -> GateResult:
+    """How far each class's share of predictions moved against the stable version's on the
+    same rows, against ``bake.max_class_shift``. A class's shift is (rows only the new
+    version gives it - rows only the stable one gives it) / rows; each count gets anytime
+    bounds, ``1 - confidence`` shared among the classes and both counts."""
+    counts, limit = paired.counts, settings.max_class_shift
+    n = counts.rows
+    classes = sorted({c for pair in counts.matrix for c in pair})
+    if n < settings.min_pairs or not classes:
+        return _undecided(POLL_CLASS_SHIFT, f"class shares: {n} of the {settings.min_pairs} paired rows needed "
+                                            "before a verdict", {"paired_rows": n},
+                          Figures(n, settings.min_pairs, limit))
+    level = 1 - (1 - settings.confidence) / (2 * len(classes))
+    widest, worst, worst_low, moved = None, 0.0, 0.0, None
+    shifts = {}
+    for name in classes:
+        gained, lost = counts.shifts.get(name, (0, 0))
+        up, down = stats.anytime_interval(gained, n, level), stats.anytime_interval(lost, n, level)
+        low, high = up.low - down.high, up.high - down.low
+        shifts[name] = round((gained - lost) / n, 6)
+        far = max(abs(low), abs(high))
+        if widest is None or far > worst:
+            widest, worst = name, far
+        shown = low if low > 0 else -high if high < 0 else 0.0  # how far the shift is shown from 0
+        if shown > worst_low:
+            worst_low, moved = shown, (name, low, high)
+    numbers = {"class_shift": shifts, "class_shift_limit": limit}
+    figures = Figures(n, settings.min_pairs, limit, "below", abs(shifts[widest]), worst_low, worst)
+    if moved is not None and worst_low > limit:
+        name, low, high = moved
+        return _fail(POLL_CLASS_SHIFT, f"class shares: {paired.candidate} gives {name} {_pct(shifts[name])} of the "
+                                       f"{n} paired rows more than {paired.stable} does (bounds {_pct(low)} to "
+                                       f"{_pct(high)}), beyond {_pct(limit)}", figures, **numbers)
+    if worst <= limit:
+        return _pass(POLL_CLASS_SHIFT, f"class shares within {_pct(limit)} of {paired.stable}'s over {n} paired rows "
+                                       f"(the widest bound, {widest}: {_pct(worst)})", figures, **numbers)
+    return _undecided(POLL_CLASS_SHIFT, f"class shares: the bounds on {widest}'s shift reach {_pct(worst)}, beyond "
+                                        f"{_pct(limit)}, over {n} paired rows", numbers, figures)
+
+
+def paired_errors(paired: Paired, settings: BakeSettings) -> GateResult:
+    """Requests the stable version answered with 200 and the new one with any error (a 4xx
+    too: an input the stable version takes is no client error), against
+    ``bake.max_error_rate``."""
+    counts, limit, level = paired.counts, settings.max_error_rate, settings.confidence
+    n, k = counts.stable_ok, counts.candidate_failed
+    numbers = {"paired_answered": n, "paired_failed": k}
+    if n < settings.min_pairs:
+        return _undecided(POLL_PAIRED_ERRORS, f"errors on paired requests: {n} of the {settings.min_pairs} needed "
+                                              "before a verdict", numbers,
+                          Figures(n, settings.min_pairs, limit, estimate=k / n if n else None))
+    bounds = stats.anytime_interval(k, n, level)
+    figures = Figures(n, settings.min_pairs, limit, "below", bounds.estimate, bounds.low, bounds.high)
+    observed = (f"{paired.candidate} failed {k} of the {n} paired requests {paired.stable} answered "
+                f"({_pct(bounds.estimate)})")
+    if bounds.low > limit:
+        return _fail(POLL_PAIRED_ERRORS, f"{observed}: its {_level(level)} lower bound {_pct(bounds.low)} is above "
+                                         f"{_pct(limit)}", figures, **numbers)
+    if bounds.high <= limit:
+        return _pass(POLL_PAIRED_ERRORS, f"{observed}, {_level(level)} upper bound {_pct(bounds.high)}, within "
+                                         f"{_pct(limit)}", figures, **numbers)
+    return _undecided(POLL_PAIRED_ERRORS, f"{observed}: {_level(level)} bounds {_pct(bounds.low)}-"
+                                          f"{_pct(bounds.high)} do not yet show it within {_pct(limit)}",
+                      numbers, figures)
+
+
+def paired_labels(paired: Paired, settings: BakeSettings) -> GateResult | None:
+    """Both versions on the same labelled rows (None when there are none). Only the rows
+    where they disagree tell them apart: ``b`` where only the stable version was right,
+    ``c`` where only the new one was. Fail when ``b`` is shown to outnumber ``c`` (a sign
+    test on the discordant rows, bounds valid at every poll); pass once the accuracy
+    difference ``(c - b) / labelled`` is shown above ``-bake.accuracy_drop``."""
+    counts = paired.counts
+    n, b, c = counts.labelled, counts.stable_only_right, counts.candidate_only_right
+    if not n:
+        return None
+    alpha = 1 - settings.confidence
+    drop = settings.accuracy_drop
+    numbers = {"paired_labelled": n, "stable_only_right": b, "candidate_only_right": c}
+    discordant = b + c
+    sign = stats.anytime_interval(b, discordant, 1 - alpha / 2) if discordant else None
+    # The difference's bounds from both counts' anytime bounds (alpha/4 each side each).
+    low_c, high_b = stats.anytime_interval(c, n, 1 - alpha / 4).low, stats.anytime_interval(b, n, 1 - alpha / 4).high
+    high_c, low_b = stats.anytime_interval(c, n, 1 - alpha / 4).high, stats.anytime_interval(b, n, 1 - alpha / 4).low
+    difference = (c - b) / n
+    figures = Figures(n, settings.min_labelled, -drop, "above", difference, low_c - high_b, high_c - low_b)
+    observed = (f"on {n} labelled paired rows {paired.candidate} alone was right {c} times and {paired.stable} "
+                f"alone {b} times")
+    if sign is not None and sign.low > 0.5:
+        return _fail(POLL_PAIRED_LABELS, f"{observed}: {paired.stable} wins {_pct(sign.estimate)} of the rows they "
+                                         f"disagree on, lower bound {_pct(sign.low)} above 50%", figures, **numbers)
+    if n >= settings.min_labelled and low_c - high_b >= -drop:
+        return _pass(POLL_PAIRED_LABELS, f"{observed}: the accuracy difference is at least "
+                                         f"{(low_c - high_b) * 100:.1f} points, within the drop of "
+                                         f"{drop * 100:g}", figures, **numbers)
+    return _undecided(POLL_PAIRED_LABELS, f"{observed}: the accuracy difference is between "
+                                          f"{(low_c - high_b) * 100:.1f} and {(high_c - low_b) * 100:.1f} points",
+                      numbers, figures)
 
 
 def combine(checks: list[tuple[GateResult | None, bool, str]], numbers: dict) -> GateResult:
@@ -356,53 +516,74 @@ def combine(checks: list[tuple[GateResult | None, bool, str]], numbers: dict) ->
 
     The first failure fails the poll. The poll passes only when every required check
     passed; a check that could not be judged (``result`` None) is named in the reason.
+    Each judged check is kept in the result's ``parts``.
     """
     merged = dict(numbers)
-    for result, _, _ in checks:
-        if result is not None:
-            merged.update(result.numbers)
-    for result, _, _ in checks:
-        if result is not None and result.verdict is Verdict.FAIL:
-            return GateResult(result.gate, Verdict.FAIL, result.reason, merged)
+    parts = tuple(result for result, _, _ in checks if result is not None)
+    for result in parts:
+        merged.update(result.numbers)
+    for result in parts:
+        if result.verdict is Verdict.FAIL:
+            return GateResult(result.gate, Verdict.FAIL, result.reason, merged, parts=parts)
     notes = [why for result, _, why in checks if result is None and why]
     waiting = [r for r, required, _ in checks if r is not None and required and not r.passed]
     if waiting:
         reason = "; ".join([r.reason for r in waiting] + notes)
-        return GateResult(BAKE_POLL, Verdict.INCONCLUSIVE, reason, merged)
-    judged = [r.reason for r, _, _ in checks if r is not None and r.reason]
-    return GateResult(BAKE_POLL, Verdict.PASS, "; ".join(judged + notes), merged)
+        return GateResult(BAKE_POLL, Verdict.INCONCLUSIVE, reason, merged, parts=parts)
+    judged = [r.reason for r in parts if r.reason]
+    return GateResult(BAKE_POLL, Verdict.PASS, "; ".join(judged + notes), merged, parts=parts)
 
 
 def bake_poll(probes: list[ServerProbe], version: str, window: Window, settings: BakeSettings,
-              stable: Stable | None = None) -> GateResult:
-    """Judge one poll of the new active color on everything it saw since the bake began.
+              stable: Stable | None = None, paired: Paired | None = None) -> GateResult:
+    """Judge one poll of the new color on everything it saw since the window began.
 
     A server that does not answer, is not ready, or reports another status or version
     fails the poll. Then each check is judged with bounds that stay valid however often
-    it is polled: the error rate (and the share of slow requests, when the servers report
-    latency) against its limit above the stable version's in the same window, live
-    accuracy against ``bake.min_live_accuracy``, and live accuracy against the stable
-    version (a sequential test). Below its minimum sample a check is inconclusive, never
-    a pass; the poll passes only when every required check passed (live accuracy is not
-    required with ``bake.require_labels = false``, but it can still fail the poll).
+    it is polled (``judge``). Below its minimum sample a check is inconclusive, never a
+    pass; the poll passes only when every required check passed.
     """
     numbers = {"requests": window.requests, "server_errors": window.server_errors, "labelled": window.labelled,
                "correct": window.correct, "failovers": window.failovers, "confidence": settings.confidence}
     serving = color_serving(probes, version)
     if not serving.passed:
         return GateResult(POLL_SERVING, Verdict.FAIL, serving.reason, numbers)
-    return judge(window, stable, settings, numbers)
+    return judge(window, stable, settings, numbers, paired)
 
 
-def judge(window: Window, stable: Stable | None, settings: BakeSettings, numbers: dict | None = None) -> GateResult:
-    """The statistical checks of a poll whose servers all serve the version (``bake_poll``'s second half)."""
+def judge(window: Window, stable: Stable | None, settings: BakeSettings, numbers: dict | None = None,
+          paired: Paired | None = None) -> GateResult:
+    """The statistical checks of a poll whose servers all serve the version (``bake_poll``'s second half).
+
+    Required: the error rate and latency (when the servers report it), and, when both
+    versions answered the same requests, the paired checks (errors where the stable version
+    answered, disagreement, class shares). Live accuracy (against the threshold and the
+    stable version) is required with ``bake.require_labels``, and can fail the poll either
+    way, as can the paired labels. A disagreement beyond the limit does not fail a version
+    whose paired labels show it is not worse: it is meant to differ.
+    """
     labels = settings.require_labels
     accuracy = live_accuracy(window, settings)
     # Below the minimum sample the threshold check says so for both accuracy checks.
     enough = window.labelled >= settings.min_labelled
-    return combine([
+    checks = [
         (error_rate(window, stable, settings), True, ""),
         (latency(window, stable, settings), True, "latency not judged: the servers report no latency buckets"),
+    ]
+    if paired is not None:
+        agreement = disagreement(paired, settings)
+        on_labels = paired_labels(paired, settings)
+        if agreement.verdict is Verdict.FAIL and on_labels is not None and on_labels.passed:
+            agreement = replace(agreement, verdict=Verdict.PASS,
+                                reason=f"{agreement.reason}, but on paired labels it is not worse: "
+                                       f"{on_labels.reason}")
+        checks += [(paired_errors(paired, settings), True, ""), (agreement, True, ""),
+                   (class_shift(paired, settings), True, ""), (on_labels, False, "")]
+    else:
+        checks.append((None, False, "paired checks not judged: no answers of the stable version to the same "
+                                    "requests"))
+    checks += [
         (accuracy, labels, ""),
         (accuracy_vs_stable(window, stable, settings) if enough else None, labels, ""),
-    ], numbers if numbers is not None else {})
+    ]
+    return combine(checks, numbers if numbers is not None else {})

@@ -31,6 +31,7 @@ from app.control import gates
 from app.control.clock import Clock
 from app.control.config import BakeSettings, other_color
 from app.control.events import Action, Event, Outcome
+from app.control.pairs import Pairing
 from app.control.probes import ServerProbe
 from app.control.rollout import GateResult, Verdict
 from app.control.runtimes import Runtime
@@ -41,10 +42,15 @@ PREEMPTION_CHECK_SECONDS = 0.1
 
 
 class Judge:
-    """Polls one color, counts pass / fail / inconclusive, and says when to roll back."""
+    """Polls one color, counts pass / fail / inconclusive, and says when to roll back.
+
+    With ``paired``, both colors answer a sample of the same requests in this window (the
+    caller turned nginx's pairing on): the judge reads both colors' kept answers at each
+    poll and the paired checks judge them (``pairs.py``).
+    """
 
     def __init__(self, runtime: Runtime, color: str, version: str, settings: BakeSettings, clock: Clock, say,
-                 on_poll: Callable[[Judge], None] | None = None):
+                 on_poll: Callable[[Judge], None] | None = None, paired: bool = False):
         self.runtime = runtime
         self.on_poll = on_poll
         self.color, self.version = color, version
@@ -52,6 +58,11 @@ class Judge:
         self.settings = settings
         self.clock = clock
         self.say = say
+        self.started = clock.time()
+        self.pairing = Pairing(color, self.stable_color, self.started) if paired else None
+        self.cursors: dict[str, object | None] = {color: None, self.stable_color: None}
+        self.seen = 0   # requests, labels and pairs at the last poll: does evidence still arrive?
+        self.growing = True
         self.polls = self.passed = self.failed = self.inconclusive = 0
         self.failing = 0  # polls in a row that failed: an answering poll starts over
         self.first_failure: float | None = None
@@ -108,6 +119,17 @@ class Judge:
                                            self.stable_card["holdout_size"], self.settings.min_labelled)
         return gates.Stable(self.stable_color, self.stable_card["version"], window, reference)
 
+    def paired(self) -> gates.Paired | None:
+        """Both colors' answers to the same requests so far, read on from the last poll."""
+        if self.pairing is None:
+            return None
+        for color in (self.color, self.stable_color):
+            records, self.cursors[color] = self.runtime.records(color, self.cursors[color])
+            self.pairing.add(color, records)
+        stable = (self.stable_card or {}).get("version") or "the stable version"
+        return gates.Paired(self.pairing.counts(), f"{self.color} ({self.version})",
+                            f"{self.stable_color} ({stable})")
+
     def poll(self) -> GateResult:
         own, other = self._totals()
         window = self.own.window(own, answered(self.probes))
@@ -117,11 +139,15 @@ class Judge:
                                         "requests": max(0, stable_window.requests - window.failovers)})
         if self.on_poll:
             self.on_poll(self)
-        result = gates.bake_poll(self.probes, self.version, window, self.settings, self.stable(stable_window))
-        self.record(result, window)
+        stable = self.stable(stable_window)
+        paired = self.paired()
+        result = gates.bake_poll(self.probes, self.version, window, self.settings, stable, paired)
+        seen = window.attempted + window.labelled + (paired.counts.pairs + paired.counts.labelled if paired else 0)
+        self.growing, self.seen = seen > self.seen, seen
+        self.record(result, window, paired)
         return result
 
-    def record(self, result: GateResult, window: gates.Window) -> None:
+    def record(self, result: GateResult, window: gates.Window, paired: gates.Paired | None = None) -> None:
         """Count one poll's verdict; print it when it changed, and every failure."""
         self.polls += 1
         if result.verdict is Verdict.FAIL:
@@ -136,8 +162,9 @@ class Judge:
                 self.inconclusive += 1
         if self.last is None or result.verdict is not self.last.verdict or result.verdict is Verdict.FAIL:
             detail = f" ({result.reason})" if result.reason else ""
+            pairs = f"; {paired.counts.describe()}" if paired else ""
             self.say(f"{self.wall_clock()} poll {self.polls} of {self.color}: {result.verdict.value}{detail}"
-                     f"; {window.describe()}")
+                     f"; {window.describe()}{pairs}")
         self.last = result
 
     def wall_clock(self) -> str:
@@ -170,6 +197,8 @@ class Judgment:
     numbers: dict = field(default_factory=dict)
     preempted: str | None = None
     first_failure: float | None = None
+    promoted: str | None = None     # a pass an operator gave a paused window, with their reason
+    timed_out: bool = False         # a pause that ran out without a verdict
 
     def to_json(self) -> dict:
         return {"verdict": self.verdict.value, "reason": self.reason, "numbers": dict(self.numbers)}
@@ -193,28 +222,66 @@ def final_judgment(judge: Judge, period: float) -> Judgment:
 
 
 def judge_window(judge: Judge, period: float | None, preempted: Callable[[], str | None],
-                 record: Callable[[Event], object]) -> Judgment:
+                 record: Callable[[Event], object], *, longest: float | None = None, while_growing: bool = True,
+                 publish: Callable[[Judge, Judgment | None], None] | None = None) -> Judgment:
     """Poll every ``interval`` for ``period`` seconds (None: until a rollback or a preemption);
-    stop early on a rollback decision or when ``preempted`` says why. A recovery before the
-    decision is recorded with ``record``."""
+    stop early on a rollback decision or when ``preempted`` says why. A window still
+    undecided at ``period`` goes on, up to ``longest`` seconds, while evidence still arrives
+    (or, without ``while_growing``, whatever arrives), and ends at its first decided poll.
+    A recovery before a rollback decision is recorded with ``record``; ``publish`` is told of
+    every poll and of the end."""
     clock, interval = judge.clock, judge.settings.interval
-    deadline = math.inf if period is None else clock.monotonic() + period
-    while clock.monotonic() < deadline:
+    began = clock.monotonic()
+    end = math.inf if period is None else began + period
+    limit = end if longest is None else max(end, began + longest)
+
+    def ended(judgment: Judgment) -> Judgment:
+        if publish:
+            publish(judge, judgment)
+        return judgment
+
+    while True:
         next_poll = clock.monotonic() + interval
         while clock.monotonic() < next_poll:
             why = preempted()
             if why:
-                return Judgment(Verdict.INCONCLUSIVE, why, judge.last.numbers if judge.last else {}, preempted=why)
+                return ended(Judgment(Verdict.INCONCLUSIVE, why, judge.last.numbers if judge.last else {},
+                                      preempted=why))
             clock.sleep(min(PREEMPTION_CHECK_SECONDS, max(0.0, next_poll - clock.monotonic())))
         judge.poll()
-        if not judge.should_roll_back:
+        if publish:
+            publish(judge, None)
+        if judge.should_roll_back:
+            reason = judge.last_reason
+            if judge.recovered():
+                record(Event(action=Action.RECONCILE, outcome=Outcome.RECOVERED,
+                             reason=f"{judge.color} answered again before the rollback decision (it had failed: "
+                                    f"{reason})", details={"color": judge.color, "version": judge.version}))
+                continue
+            return ended(Judgment(Verdict.FAIL, reason, judge.last.numbers, first_failure=judge.first_failure))
+        now = clock.monotonic()
+        if now < end:
             continue
-        reason = judge.last_reason
-        if judge.recovered():
-            record(Event(action=Action.RECONCILE, outcome=Outcome.RECOVERED,
-                         reason=f"{judge.color} answered again before the rollback decision (it had failed: {reason})",
-                         details={"color": judge.color, "version": judge.version}))
-            continue
-        return Judgment(Verdict.FAIL, reason, judge.last.numbers, first_failure=judge.first_failure)
-    return final_judgment(judge, period)
+        decided = judge.last.verdict is Verdict.PASS
+        if decided or now >= limit or (while_growing and not judge.growing):
+            return ended(final_judgment(judge, now - began))
 
+
+CHECK_PREFIX = "bake poll: "
+
+
+def window_document(judge: Judge, kind: str, rollout: str | None, period: float | None,
+                    judgment: Judgment | None = None) -> dict:
+    """What the window looks like now, for the dashboard (``<run_dir>/window.json``): each
+    check's verdict with its estimate, bounds and limit."""
+    last = judge.last
+    checks = [{"name": part.gate.removeprefix(CHECK_PREFIX), "verdict": part.verdict.value, **part.figures.to_json()}
+              for part in (last.parts if last else ()) if part.figures is not None]
+    shown = judgment or last
+    stable = (judge.stable_card or {}).get("version")
+    return {"kind": kind, "rollout": rollout, "color": judge.color, "version": judge.version,
+            "stable": {"color": judge.stable_color, "version": stable}, "started": round(judge.started, 3),
+            "updated": round(judge.clock.time(), 3), "period": period, "polls": judge.polls,
+            "verdict": shown.verdict.value if shown else "inconclusive", "reason": shown.reason if shown else "",
+            "ended": judgment is not None, "checks": checks,
+            "paired": judge.pairing.counts().pairs if judge.pairing else None}

@@ -58,6 +58,50 @@ class Operations:
         with self.reconciler.locked() as state:
             return self.traffic.roll_back(state, "manual rollback", force=force)
 
+    def promote(self, reason: str | None = None) -> Phase:
+        """A human's verdict on a rollout that could not decide: a paused window passes (the
+        canary moves on, a bake promotes), a degraded rollout becomes stable. Recorded with
+        its reason and the verdict it overrode; return the rollout's phase after it."""
+        why = reason or "no reason given"
+        state = self.ctx.read_state()
+        rollout = state.rollout
+        if rollout is None or rollout.phase not in (Phase.PAUSED, Phase.DEGRADED):
+            now = f"the rollout of {rollout.version} is {rollout.phase.value}" if rollout else "no rollout has run"
+            raise ControllerError(f"nothing to promote: {now}; only a paused or degraded rollout can be promoted")
+        gone = interrupted(state)
+        if rollout.phase is Phase.PAUSED and not gone:
+            return self._ask_promote(rollout, why)
+        if gone and state.active != rollout.target:
+            raise ControllerError(f"{gone} in a paused canary step: only its deploy could move it on; "
+                                  "`bluegreen reconcile` ends it (the share back to 0%)")
+        with self.reconciler.locked(repair_rollout=False) as state:
+            current = state.rollout
+            if current is None or current.id != rollout.id or current.phase is not rollout.phase:
+                raise ControllerError(f"the rollout of {rollout.version} changed meanwhile; nothing promoted")
+            state.promote(current.version)
+            current.advance(Phase.PROMOTED, f"operator promote: {why}")
+            self.ctx.store.save(state)
+        self.ctx.record(Event(action=Action.PROMOTE, outcome=Outcome.SUCCEEDED,
+                              reason=f"operator promote of {rollout.version} ({why})",
+                              details={"version": rollout.version, "rollout": rollout.id,
+                                       "overrode": rollout.judgment}))
+        self.ctx.say(f"promoted {rollout.version}: it is the stable version now ({why})")
+        return Phase.PROMOTED
+
+    def _ask_promote(self, rollout, why: str) -> Phase:
+        """A paused rollout's deploy is running: ask it to take the window as passed (it looks
+        for the request between polls, as for an abort, and records what it does)."""
+        self.ctx.store.request_promote(rollout.id, why)
+        self.ctx.record(Event(action=Action.PROMOTE, outcome=Outcome.REQUESTED,
+                              reason=f"operator promote of {rollout.version} while paused ({why})",
+                              details={"version": rollout.version, "rollout": rollout.id,
+                                       "overrode": rollout.judgment}))
+        step = "the canary moves on to its next step" if rollout.target != self.ctx.read_state().active else \
+            "the version becomes the stable one"
+        self.ctx.say(f"promote: asked the deploy of {rollout.version} (pid {rollout.pid}) to take its paused window "
+                     f"as passed: {step}")
+        return Phase.PAUSED
+
     def abort(self, action: Action = Action.ABORT) -> Switched | None:
         """Stop the running rollout; traffic back on the stable version at once if it had moved.
         Return the move back, None when traffic had not moved (or the deploy stops by itself)."""

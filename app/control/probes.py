@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import asdict, dataclass
 
@@ -38,6 +39,22 @@ def probe(address: str, pid: int | None = None, timeout: float = 2.0) -> ServerP
         return ServerProbe(address, pid, False, None, str(exc))
     except ValueError:
         return ServerProbe(address, pid, False, None, "/health did not answer JSON")
+
+
+def fetch_records(address: str, since: float, timeout: float = 5.0) -> list[dict]:
+    """A server's kept answers at or after ``since`` (``GET /records``; METRICS_TOKEN when set);
+    none when it cannot give them."""
+    token = os.environ.get("METRICS_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with Connection(f"http://{address}", timeout) as conn:
+            answer = conn.request("GET", f"/records?since={since:.3f}", headers=headers)
+            body = answer.json()
+    except (HttpError, ValueError):
+        return []
+    if answer.status != 200 or not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        return []
+    return [r for r in body["records"] if isinstance(r, dict)]
 
 
 def serving_version(address: str) -> str:

@@ -78,6 +78,9 @@ class Proxy(Protocol):
     def mirrored(self) -> int:
         """The percentage of /predict mirrored to the idle color right now."""
 
+    def buckets(self) -> bool:
+        """Whether the front door has per-request buckets (a canary, a shadow, paired answers)."""
+
     def canary_mark(self) -> int | None:
         """Where nginx's log of canary requests ends now (None when the proxy keeps no such
         log here); ``canary_requests`` counts from such a mark."""
@@ -385,6 +388,9 @@ class LocalNginx:
     def mirrored(self) -> int:
         return self.files.mirrored()
 
+    def buckets(self) -> bool:
+        return True
+
     def canary_mark(self) -> int:
         return self.files.canary_mark()
 
@@ -500,6 +506,9 @@ class CommandProxy:
 
     def mirrored(self) -> int:
         return 0 if self.commands.route else self.files.mirrored()
+
+    def buckets(self) -> bool:
+        return not self.commands.route
 
     def canary_mark(self) -> int | None:
         return None if self.commands.route else self.files.canary_mark()

@@ -9,7 +9,7 @@ it had moved, a canary's share put back to 0%). Reading the state never writes i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from app.control.config import COLORS, other_color
@@ -62,6 +62,25 @@ class Reconciler:
             self.reconcile_locked(state, repair_rollout)
             yield state
 
+    @contextmanager
+    def pairing(self, percent: int, eligible: Callable[[RolloutState], bool]) -> Iterator[bool]:
+        """Paired answers on for a judged window while ``eligible(state)`` (lock held to turn
+        them on and off); whether they are on. A front door without per-request buckets, a
+        shadow or another window's pairing leaves them off."""
+        if not percent or not self.ctx.proxy.buckets():
+            yield False
+            return
+        with self.locked(repair_rollout=False) as state:
+            on = eligible(state) and state.pairing is None and not self.ctx.proxy.mirrored()
+            if on:
+                self.traffic.pair(state, percent)
+        try:
+            yield on
+        finally:
+            if on:  # off whatever the record says now: this window turned it on
+                with self.locked(repair_rollout=False) as state:
+                    self.traffic.pair(state, 0)
+
     def reconcile(self) -> str:
         """`bluegreen reconcile`: repair what needs repairing; say what is true now."""
         with self.locked() as state:
@@ -92,6 +111,11 @@ class Reconciler:
         why = interrupted(state) if repair_rollout else None
         if why:
             repairs.append(self._end_interrupted(state, why))
+        pairing = state.pairing
+        if pairing and not process_alive(pairing.get("pid"), pairing.get("pid_started")):
+            self.traffic.pair(state, 0)
+            repairs.append(self.repair(f"nginx paired {pairing.get('percent')}% of the front door's requests for a "
+                                       f"window judged by pid {pairing.get('pid')}, which is gone: turned off"))
         if repairs:
             self.ctx.store.save(state)
         return repairs

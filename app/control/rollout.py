@@ -30,6 +30,8 @@ class Phase(StrEnum):
     GATING = "gating"            # verifying the artifact, card and smoke gates
     LOADING = "loading"          # starting the version on the idle color
     CANARY = "canary"            # a share of the front door on the new version, step by step
+    PAUSED = "paused"            # a window ended undecided: the share stays, still judged, until a verdict,
+                                 # `bluegreen promote`, `abort` or bake.pause_timeout
     SWITCHING = "switching"      # moving the front door, verified through it
     BAKING = "baking"            # watching the new active color before calling it stable
     PROMOTED = "promoted"        # the bake passed: the version is stable
@@ -42,7 +44,7 @@ class Phase(StrEnum):
 
     @property
     def running(self) -> bool:
-        return self in (Phase.GATING, Phase.LOADING, Phase.CANARY, Phase.SWITCHING, Phase.BAKING)
+        return self in (Phase.GATING, Phase.LOADING, Phase.CANARY, Phase.SWITCHING, Phase.BAKING, Phase.PAUSED)
 
 
 # Every phase a rollout may move to from each phase. A new rollout starts in GATING.
@@ -50,10 +52,14 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.GATING: frozenset({Phase.LOADING, Phase.CANARY, Phase.SWITCHING, Phase.VERIFIED, Phase.ABORTED}),
     Phase.LOADING: frozenset({Phase.GATING, Phase.ABORTED}),
     # A canary that fails a step goes back to 0%: rolled back, since users saw the version.
-    Phase.CANARY: frozenset({Phase.SWITCHING, Phase.ROLLED_BACK, Phase.ABORTED}),
+    Phase.CANARY: frozenset({Phase.SWITCHING, Phase.PAUSED, Phase.ROLLED_BACK, Phase.ABORTED}),
     Phase.SWITCHING: frozenset({Phase.BAKING, Phase.ABORTED}),
-    Phase.BAKING: frozenset({Phase.PROMOTED, Phase.ROLLED_BACK, Phase.DEGRADED, Phase.ABORTED}),
-    Phase.DEGRADED: frozenset({Phase.ROLLED_BACK}),
+    Phase.BAKING: frozenset({Phase.PROMOTED, Phase.PAUSED, Phase.ROLLED_BACK, Phase.DEGRADED, Phase.ABORTED}),
+    # A pause ends with a verdict or a human's: the next canary step (or the switch), the
+    # version promoted, or traffic back on the stable version.
+    Phase.PAUSED: frozenset({Phase.CANARY, Phase.SWITCHING, Phase.PROMOTED, Phase.ROLLED_BACK, Phase.ABORTED}),
+    # An operator's `promote` ends a degraded rollout too.
+    Phase.DEGRADED: frozenset({Phase.PROMOTED, Phase.ROLLED_BACK}),
     Phase.PROMOTED: frozenset({Phase.ROLLED_BACK}),
     Phase.VERIFIED: frozenset(),
     Phase.ROLLED_BACK: frozenset(),
@@ -71,13 +77,38 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
+class Figures:
+    """A check's estimate against its limit, for a chart: the bounds it was decided on, the
+    sample (``n`` of ``needed`` before any verdict), and whether it passes ``below`` the
+    limit (an error rate) or ``above`` it (an accuracy)."""
+
+    n: int
+    needed: int
+    limit: float
+    direction: str = "below"
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def to_json(self) -> dict:
+        def rounded(value):
+            return None if value is None or value != value else round(value, 6)
+
+        return {"n": self.n, "needed": self.needed, "limit": rounded(self.limit), "direction": self.direction,
+                "estimate": rounded(self.estimate), "low": rounded(self.low), "high": rounded(self.high)}
+
+
+@dataclass(frozen=True)
 class GateResult:
-    """One gate's verdict, why, and the numbers it was decided on."""
+    """One gate's verdict, why, and the numbers it was decided on. A check also carries its
+    ``figures``; a poll that combines checks keeps each of them in ``parts``."""
 
     gate: str
     verdict: Verdict
     reason: str = ""
     numbers: dict = field(default_factory=dict)
+    figures: Figures | None = None
+    parts: tuple[GateResult, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -125,6 +156,8 @@ class Rollout:
     canary: list[int] = field(default_factory=list)
     step: int | None = None
     weight: int = 0
+    # The verdict a pause or a degraded end stands on (what `promote` overrides).
+    judgment: dict | None = None
 
     def advance(self, phase: Phase, reason: str = "") -> None:
         """Move to ``phase``, recording why; refuse a move ``TRANSITIONS`` does not allow."""
@@ -141,7 +174,7 @@ class Rollout:
                 "phase": self.phase.value, "started": self.started, "updated": self.updated,
                 "dry_run": self.dry_run, "reasons": list(self.reasons), "pid": self.pid,
                 "pid_started": self.pid_started, "canary": list(self.canary), "step": self.step,
-                "weight": self.weight}
+                "weight": self.weight, "judgment": self.judgment}
 
     @classmethod
     def from_json(cls, data: dict) -> Rollout:
@@ -149,7 +182,7 @@ class Rollout:
                       phase=Phase(data["phase"]), started=data["started"], updated=data["updated"],
                       dry_run=data["dry_run"], reasons=list(data["reasons"]), id=data["id"], pid=data["pid"],
                       pid_started=data["pid_started"], canary=list(data.get("canary") or []),
-                      step=data.get("step"), weight=data.get("weight") or 0)
+                      step=data.get("step"), weight=data.get("weight") or 0, judgment=data.get("judgment"))
         for name in ("version", "source", "target", "id"):
             if not isinstance(getattr(rollout, name), str):
                 raise TypeError(f"rollout.{name} must be a string")
@@ -160,6 +193,8 @@ class Rollout:
         if not (isinstance(rollout.weight, int) and not isinstance(rollout.weight, bool)
                 and 0 <= rollout.weight <= 100):
             raise TypeError("rollout.weight must be a whole percentage")
+        if rollout.judgment is not None and not isinstance(rollout.judgment, dict):
+            raise TypeError("rollout.judgment must be an object")
         if not isinstance(rollout.reasons, list) or not all(isinstance(r, str) for r in rollout.reasons):
             raise TypeError("rollout.reasons must list strings")
         return rollout
@@ -183,6 +218,9 @@ class RolloutState:
     promoted: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     rollout: Rollout | None = None
+    # Who turned nginx's paired answers on for a judged window (a deploy or `watch`): its
+    # pid, start time and percent; a reconcile turns them off once that process is gone.
+    pairing: dict | None = None
 
     @property
     def idle(self) -> str:
@@ -218,7 +256,7 @@ class RolloutState:
     def to_json(self) -> dict:
         return {"format": 3, "active": self.active, "previous": self.previous, "versions": dict(self.versions),
                 "promoted": list(self.promoted), "rejected": list(self.rejected),
-                "rollout": self.rollout.to_json() if self.rollout else None}
+                "rollout": self.rollout.to_json() if self.rollout else None, "pairing": self.pairing}
 
     @classmethod
     def from_json(cls, data: dict) -> RolloutState:
@@ -229,7 +267,11 @@ class RolloutState:
                 raise TypeError(f"{key} has the wrong type ({type(data[key]).__name__})")
         state = cls(active=active, previous=previous, versions=dict(data["versions"]),
                     promoted=list(data["promoted"]), rejected=list(data["rejected"]),
-                    rollout=Rollout.from_json(data["rollout"]) if data["rollout"] is not None else None)
+                    rollout=Rollout.from_json(data["rollout"]) if data["rollout"] is not None else None,
+                    pairing=data.get("pairing"))
+        if state.pairing is not None and not (isinstance(state.pairing, dict)
+                                              and isinstance(state.pairing.get("pid"), int)):
+            raise TypeError("pairing must name the process that turned it on")
         for color in (state.active, state.previous):
             if color is not None and color not in COLORS:
                 raise ValueError(f"unknown color {color!r}")

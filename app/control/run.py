@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.control.config import BakeSettings
 from app.control.context import Context
-from app.control.events import DeployEvent, Outcome
-from app.control.judge import Judge, Judgment
+from app.control.events import Action, DeployEvent, Event, Outcome
+from app.control.judge import Judge, Judgment, judge_window, window_document
 from app.control.reconcile import Reconciler
 from app.control.rollout import Phase, Rollout, RolloutState, Verdict
 from app.control.traffic import Traffic
@@ -103,39 +104,99 @@ class RolloutRun:
         self.ctx.say(f"[{step.seconds:7.2f}s] {name}: {outcome.value}" + (f" ({reason})" if reason else ""))
         return step
 
-    def ours(self, state: RolloutState, phase: Phase | None = None) -> bool:
-        """Whether the recorded rollout is still this one (and, given ``phase``, in it)."""
+    def ours(self, state: RolloutState, *phases: Phase) -> bool:
+        """Whether the recorded rollout is still this one (and, given ``phases``, in one of them)."""
         current = state.rollout
-        return current is not None and current.id == self.rollout.id and (phase is None or current.phase is phase)
+        return current is not None and current.id == self.rollout.id and (not phases or current.phase in phases)
 
-    def stopped(self, state: RolloutState, phase: Phase) -> str | None:
+    def stopped(self, state: RolloutState, *phases: Phase) -> str | None:
         """Why this rollout must not take its next step (an abort request, or another command
         ended it); None to go on."""
         request = self.ctx.store.abort_request(self.rollout.id)
         if request:
             return f"operator {request.get('action', 'abort')}"
-        if not self.ours(state, phase):
+        if not self.ours(state, *phases):
             return "the rollout was ended by another command"
         return None
 
-    def preempted(self, phase: Phase, active: str) -> str | None:
+    def preempted(self, phases: tuple[Phase, ...], active: str) -> str | None:
         """Why a judged window must stop now (no lock held): ``stopped``, or the front door no
         longer on ``active``; None to go on."""
         request = self.ctx.store.abort_request(self.rollout.id)
         if request:
             return f"operator {request.get('action', 'abort')}"
         state = self.ctx.read_state()
-        why = self.stopped(state, phase)
+        why = self.stopped(state, *phases)
         if why:
             return why
         if state.active != active:
             return f"the front door was moved away from {active} by another command"
         return None
 
-    def judge(self, color: str, settings) -> Judge:
+    # -- judged windows ---------------------------------------------------------------------
+    def paired(self, settings: BakeSettings):
+        """Paired answers for this rollout's judged windows (``Reconciler.pairing``)."""
+        return self.reconciler.pairing(settings.paired_sample, lambda state: self.ours(state))
+
+    def judge(self, color: str, settings: BakeSettings, paired: bool = False) -> Judge:
         """The judge of ``color``'s window, noting the other color's failovers at each poll."""
         return Judge(self.ctx.runtime, color, self.rollout.version, settings, self.ctx.clock, self.ctx.say,
-                     on_poll=lambda j: self.reconciler.note_failovers(j.stable_color, j.other_probes))
+                     on_poll=lambda j: self.reconciler.note_failovers(j.stable_color, j.other_probes), paired=paired)
+
+    def window(self, judge: Judge, settings: BakeSettings, kind: str, phase: Phase, active: str) -> Judgment:
+        """Judge a window for ``settings.period`` (longer while evidence arrives, up to
+        ``max_period``); still undecided then, pause on it (``pause``)."""
+        publish = self.publisher(kind, settings.period)
+        judgment = judge_window(judge, settings.period, lambda: self.preempted((phase,), active), self.ctx.record,
+                                longest=settings.max_period, publish=publish)
+        if judgment.verdict is Verdict.INCONCLUSIVE and not judgment.preempted and settings.pause_timeout > 0:
+            return self.pause(judge, judgment, settings, phase, active, publish)
+        return judgment
+
+    def publisher(self, kind: str, period: float):
+        def publish(judge: Judge, judgment: Judgment | None) -> None:
+            self.ctx.store.save_window(window_document(judge, kind, self.rollout.id, period, judgment))
+        return publish
+
+    def pause(self, judge: Judge, judgment: Judgment, settings: BakeSettings, phase: Phase, active: str,
+              publish) -> Judgment:
+        """Keep the share, and judging, until a verdict, `bluegreen promote` (a human's pass),
+        `abort`, or ``pause_timeout`` (then back to the stable version, not rejected)."""
+        timeout, missing = settings.pause_timeout, judgment.reason
+        with self.reconciler.locked(repair_rollout=False) as state:
+            if not self.ours(state, phase):
+                return judgment  # the caller finds it ended by another command
+            state.rollout.advance(Phase.PAUSED, missing)
+            state.rollout.judgment = judgment.to_json()
+            self.ctx.store.save(state)
+        self.ctx.record(Event(action=Action.PAUSE, outcome=Outcome.STARTED, reason=missing,
+                              details={"version": self.rollout.version, "rollout": self.rollout.id,
+                                       "timeout": timeout, "numbers": judgment.numbers}))
+        self.step("pause", Outcome.PAUSED, f"undecided: {missing}; `bluegreen promote` moves on, `bluegreen abort` "
+                                           f"stops; back to the stable version after {timeout:g}s")
+
+        def stop() -> str | None:
+            if self.ctx.store.promote_request(self.rollout.id):
+                return "promoted by the operator"
+            return self.preempted((Phase.PAUSED,), active)
+
+        ended = judge_window(judge, 0.0, stop, self.ctx.record, longest=timeout, while_growing=False,
+                             publish=publish)
+        request = self.ctx.store.take_promote_request(self.rollout.id) if ended.preempted else None
+        if request:
+            why = request.get("reason") or "no reason given"
+            ended = Judgment(Verdict.PASS, f"promoted by the operator ({why}) over: {missing}", ended.numbers,
+                             promoted=why)
+        elif ended.verdict is Verdict.INCONCLUSIVE and not ended.preempted:
+            ended = Judgment(Verdict.INCONCLUSIVE, f"paused {timeout:g}s without a verdict: {ended.reason}",
+                             ended.numbers, timed_out=True)
+        details = {"version": self.rollout.version, "rollout": self.rollout.id}
+        if ended.promoted:
+            self.ctx.record(Event(action=Action.PROMOTE, outcome=Outcome.SUCCEEDED, reason=ended.reason,
+                                  details={**details, "overrode": judgment.to_json()}))
+        else:
+            self.ctx.record(Event(action=Action.PAUSE, outcome=Outcome.STOPPED, reason=ended.reason, details=details))
+        return ended
 
     # -- endings ----------------------------------------------------------------------------
     def end(self, state: RolloutState, phase: Phase, reason: str, message: str) -> None:

@@ -8,6 +8,7 @@ compose, kubectl, ...). Both observe a color the same way, over HTTP: ``/ready``
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ from typing import Protocol
 from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
-from app.control.probes import ServerProbe, accepts_connections, probe, serving_version
+from app.control.probes import ServerProbe, accepts_connections, fetch_records, probe, serving_version
 from app.control.processes import describe, listeners, live_pid, tail, terminate
 from app.control.tokens import server_environment
 from app.errors import ControllerError
@@ -39,6 +40,10 @@ class Runtime(Protocol):
 
     def probe_color(self, color: str) -> list[ServerProbe]:
         """What each server of ``color`` answers right now."""
+
+    def records(self, color: str, cursor: object | None) -> tuple[list[dict], object]:
+        """The answers ``color``'s servers kept (``app/server/records.py``) since ``cursor``
+        (None: all they have), and the cursor to read on from."""
 
     def leftovers(self) -> list[str]:
         """What still listens on the colors' addresses (after a stop: should be nothing)."""
@@ -86,6 +91,18 @@ class LocalRuntime:
     def leftovers(self) -> list[str]:
         return [f"{address} ({describe(pid)})" for color in COLORS for address in self.config.servers(color)
                 for pid, _ in listeners(_port(address))]
+
+    def records(self, color: str, cursor: dict | None) -> tuple[list[dict], dict]:
+        """Read straight from the files each worker appends to, beside the color's metrics: a
+        color that is frozen or dead still gives what it wrote. The cursor is each file's
+        offset after its last whole line."""
+        offsets = dict(cursor or {})
+        found: list[dict] = []
+        for address in self.config.servers(color):
+            directory = self._paths(color, address)["metrics"] / "records"
+            for path in sorted(directory.glob("records-*.jsonl")) if directory.is_dir() else []:
+                found += read_lines(path, offsets)
+        return found, offsets
 
     def start_color(self, color: str, version: str) -> None:
         try:
@@ -159,6 +176,30 @@ class LocalRuntime:
             self.stop_server(color, address)
 
 
+def read_lines(path: Path, offsets: dict) -> list[dict]:
+    """The JSON objects on whole lines of ``path`` after ``offsets[path]``; moves the offset on."""
+    key = str(path)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            start = offsets.get(key, 0) if offsets.get(key, 0) <= size else 0  # cut short: a new file
+            handle.seek(start)
+            data = handle.read(size - start)
+    except OSError:
+        return []
+    end = data.rfind(b"\n") + 1  # a line being written now is read next time
+    offsets[key] = start + end
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def _exited_early(log: Path) -> bool:
     return any("refusing to serve" in line or "Shutting down" in line for line in tail(log, 50))
 
@@ -197,6 +238,16 @@ class CommandRuntime:
 
     def stop_color(self, color: str) -> None:
         run_configured(self.runner, self.commands, "stop_color", color=color, version="")
+
+    def records(self, color: str, cursor: float | None) -> tuple[list[dict], float]:
+        """Over HTTP (``GET /records?since=``) from each probe address; the cursor is a time.
+        A server that cannot give its records gives none this time."""
+        since = cursor or 0.0
+        found: list[dict] = []
+        for address in self.config.probe_addresses(color):
+            found += fetch_records(address, since)
+        latest = max((r["t"] for r in found if isinstance(r.get("t"), (int, float))), default=since)
+        return found, max(since, latest + 0.0005)
 
     def leftovers(self) -> list[str]:
         # A model server still answering, not a port that accepts: a kubectl port-forward

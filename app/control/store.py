@@ -38,6 +38,8 @@ class StateStore:
         self.history_path = self.run_dir / "history.jsonl"
         self.lock_path = self.run_dir / "controller.lock"
         self.abort_path = self.run_dir / "abort.json"
+        self.promote_path = self.run_dir / "promote.json"
+        self.window_path = self.run_dir / "window.json"
         self.failovers_path = self.run_dir / "failovers.json"
         self.rollout_metrics_path = self.run_dir / "nginx" / "rollout.prom"
         self.history_max_bytes = history_max_bytes
@@ -107,19 +109,42 @@ class StateStore:
     # -- abort requests -----------------------------------------------------------------
     def request_abort(self, rollout_id: str, action: str) -> None:
         """Ask the deploy driving ``rollout_id`` to stop (it need not hold the lock to see it)."""
+        self._request(self.abort_path, "abort", rollout=rollout_id, action=action)
+
+    def _request(self, path: Path, what: str, **fields) -> None:
         try:
-            atomic_write_json(self.abort_path, {"rollout": rollout_id, "action": action, "pid": os.getpid(),
-                                                "time": self.clock.time()})
+            atomic_write_json(path, {**fields, "pid": os.getpid(), "time": self.clock.time()})
         except OSError as exc:
-            raise ControllerError(f"{self.abort_path}: cannot write the abort request ({exc.strerror})") from exc
+            raise ControllerError(f"{path}: cannot write the {what} request ({exc.strerror})") from exc
 
     def abort_request(self, rollout_id: str) -> dict | None:
         """The abort request for ``rollout_id``, if one was made."""
+        return _request(self.abort_path, rollout_id)
+
+    def request_promote(self, rollout_id: str, reason: str) -> None:
+        """Ask the deploy driving ``rollout_id`` to take its paused window as passed."""
+        self._request(self.promote_path, "promote", rollout=rollout_id, reason=reason)
+
+    def promote_request(self, rollout_id: str) -> dict | None:
+        """The promote request for ``rollout_id``, if one was made."""
+        return _request(self.promote_path, rollout_id)
+
+    def take_promote_request(self, rollout_id: str) -> dict | None:
+        """The promote request for ``rollout_id``, used up: the next pause waits for its own."""
+        request = self.promote_request(rollout_id)
+        if request:
+            try:
+                self.promote_path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise ControllerError(f"{self.promote_path}: cannot be removed ({exc.strerror})") from exc
+        return request
+
+    def save_window(self, document: dict) -> None:
+        """The judged window as it stands (``window.json``, for the dashboard)."""
         try:
-            data = json.loads(self.abort_path.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and data.get("rollout") == rollout_id else None
+            atomic_write_json(self.window_path, document)
+        except OSError as exc:
+            raise ControllerError(f"{self.window_path}: cannot be written ({exc.strerror})") from exc
 
     # -- failovers seen -----------------------------------------------------------------
     def note_failovers(self, color: str, since: str, count: int) -> int:
@@ -263,6 +288,14 @@ def _from_format_2(data: dict) -> dict:
     stable = data.get("stable")
     return {**{k: v for k, v in data.items() if k != "stable"}, "promoted": [stable] if stable else [],
             "rejected": [], "rollout": rollout}
+
+
+def _request(path: Path, rollout_id: str) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("rollout") == rollout_id else None
 
 
 def _is_event(entry) -> bool:

@@ -13,11 +13,14 @@ runs it, it is loaded there first, through the same serving gate (docs/adr/0008)
 
 from __future__ import annotations
 
+import os
+
 from app.control import gates
 from app.control.config import other_color
 from app.control.context import Context
 from app.control.events import Action, CanaryEvent, Event, Outcome, Switched
 from app.control.frontdoor import FrontDoor
+from app.control.processes import process_started
 from app.control.rollout import TRANSITIONS, Phase, RolloutState
 from app.errors import ControllerError, TrafficError
 
@@ -135,6 +138,14 @@ class Traffic:
         moved = self.roll_back_to(state, state.stable, reason, automatic=automatic, since=since)
         self.clear_split(reason)
         return moved
+
+    def pair(self, state: RolloutState, percent: int) -> None:
+        """nginx sends a copy of ``percent`` of the front door's /predict to the other color
+        than the one answering it (0: none), owned by this process while a window is judged."""
+        self.proxy.mirror(percent)
+        pid = os.getpid()
+        state.pairing = {"pid": pid, "pid_started": process_started(pid), "percent": percent} if percent else None
+        self.ctx.store.save(state)
 
     def clear_split(self, reason: str) -> CanaryEvent | None:
         """A canary's share back to 0% at once (recorded when there was one)."""

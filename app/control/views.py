@@ -52,7 +52,8 @@ class Views:
             "preview": ctx.config.preview_url(),
             "nginx_pid": proxy.pid(),
             "canary": dict(zip(("color", "weight"), proxy.split_share())),
-            "shadow": {"color": other_color(routed), "sample": proxy.mirrored()},
+            "shadow": {"color": other_color(routed), "sample": 0 if state.pairing else proxy.mirrored()},
+            "pairing": state.pairing,
             "colors": colors,
         }
 

@@ -51,7 +51,7 @@ def build_openapi(version: str, n_features: int, class_names: list[str], max_row
     too_large = ("413", "request body too large")
     bad_input = ("400", "the body is not what the endpoint expects; the message says what was wrong")
     media = ("415", "a Content-Type other than JSON")
-    not_ready = ("503", "the model is loading or the server is draining")
+    not_ready = ("503", "the server is draining (shutting down)")
     limited = ("429", "too many requests from this client (nginx's rate limit)")
     return {
         "openapi": "3.1.0",
@@ -109,7 +109,8 @@ def build_openapi(version: str, n_features: int, class_names: list[str], max_row
             }},
             "/ready": {"get": {
                 "operationId": "ready",
-                "summary": "200 once the model is loaded and warmed; 503 while loading or draining",
+                "summary": "200 while serving (the model is loaded and warmed before any answer); "
+                           "503 while draining",
                 "responses": {
                     "200": _json({"type": "object", "required": ["status", "version", "color"],
                                   "properties": {"status": {"const": "ready"}, **served_by}}, "ready"),

@@ -23,7 +23,12 @@ from app.server.validation import InputLimit
 
 @dataclass
 class ModelServer:
-    """One color's model: verified at start, warmed, then only read."""
+    """One color's model: verified at start, warmed, then only read.
+
+    There is no "loading" state to report: ``start`` returns only once the model is
+    verified, loaded and warmed, and the app (and each gunicorn worker) answers nothing
+    before that. Ready means not draining.
+    """
 
     settings: dict
     card: dict
@@ -33,7 +38,6 @@ class ModelServer:
     records: Recorder
     predlog: PredictionLog
     started_at: float = field(default_factory=time.time)
-    ready: threading.Event = field(default_factory=threading.Event)
     draining: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -98,10 +102,9 @@ class ModelServer:
             (1, self.n_features))
         self.predictor.predict_proba(rows)
         self.predictor.predict_proba(rows[:1])
-        self.ready.set()
 
     def is_ready(self) -> bool:
-        return self.ready.is_set() and not self.draining.is_set()
+        return not self.draining.is_set()
 
     def predict(self, rows: np.ndarray, single: bool = False) -> list[dict]:
         """Return one {"prediction", "probabilities"} item per row."""

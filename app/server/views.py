@@ -132,10 +132,8 @@ def livez():
 @bp.get("/ready")
 def ready():
     srv = server()
-    if srv.draining.is_set():
+    if not srv.is_ready():
         raise ModelNotReady("draining: the server is shutting down")
-    if not srv.ready.is_set():
-        raise ModelNotReady("not ready: the model is loading")
     return json_response({"status": "ready", "version": srv.version, "color": srv.color})
 
 

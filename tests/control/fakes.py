@@ -83,6 +83,10 @@ class World:
     canary: tuple[str, int] | None = None   # (color, percent) a canary sends to the idle color
     mirror_percent: int = 0                 # the share of /predict a shadow mirrors
     version_error_rates: dict[str, float] = field(default_factory=dict)  # a version's own 5xx share
+    # The share of inputs on which a version predicts another class than the others do.
+    version_disagreement: dict[str, float] = field(default_factory=dict)
+    kept: dict[str, list[dict]] = field(default_factory=lambda: {"blue": [], "green": []})  # /records
+    sent: int = 0                           # requests that reached a color (their ids)
 
     # -- runtime ------------------------------------------------------------------------------
     def start_color(self, color: str, version: str) -> None:
@@ -169,6 +173,9 @@ class World:
     def mirrored(self) -> int:
         return self.mirror_percent
 
+    def buckets(self) -> bool:
+        return True
+
     def canary_mark(self) -> int | None:
         return None  # no proxy log: the canary counts from the colors' own figures
 
@@ -220,12 +227,49 @@ class World:
         for name, part in ((self.routed, 1 - share / 100), (idle, share / 100)):
             color = self.colors[name]
             if color.version is not None and self.proxy_running and part:
+                before = int(color.requests)
                 color.requests += self.traffic * seconds * part
                 rate = self.version_error_rates.get(color.version, self.error_rate)
                 color.server_errors += self.traffic * seconds * part * rate
+                for _ in range(int(color.requests) - before):
+                    self.answer(name)
         for due, action in [a for a in self.at if a[0] <= self.now]:
             self.at.remove((due, action))
             action(self)
+
+    # -- kept answers (app/server/records.py), for the shadow report and the paired checks -----
+    def predict(self, version: str, request: int) -> str:
+        """The class ``version`` gives request number ``request``: the versions agree except on
+        their ``version_disagreement`` share of the inputs."""
+        spread = (request * 0.6180339887) % 1.0
+        if spread < self.version_disagreement.get(version, 0.0):
+            return CLASSES[(request + 1) % 3]
+        return CLASSES[request % 3]
+
+    def status(self, version: str, request: int) -> int:
+        rate = self.version_error_rates.get(version, self.error_rate)
+        return 500 if (request * 0.7548776662) % 1.0 < rate else 200
+
+    def answer(self, name: str) -> None:
+        """One request answered by color ``name``: kept when nginx samples it, and its copy sent
+        to the other color (which keeps its answer too) while pairing is on."""
+        self.sent += 1
+        request = self.sent
+        if not self.mirror_percent or (request * 0.3819660113) % 1.0 >= self.mirror_percent / 100:
+            return
+        other = "green" if name == "blue" else "blue"
+        for color, shadow in ((name, False), (other, True)):
+            version = self.colors[color].version
+            if version is None:
+                continue
+            status = self.status(version, request)
+            self.kept[color].append({"id": f"r{request}", "t": self.time(), "status": status, "version": version,
+                                     "shadow": shadow,
+                                     "predictions": [self.predict(version, request)] if status == 200 else None})
+
+    def records(self, color: str, cursor: int | None) -> tuple[list[dict], int]:
+        kept = self.kept[color]
+        return kept[cursor or 0:], len(kept)
 
     # -- test helpers -------------------------------------------------------------------------
     def label(self, color: str, correct: int, wrong: int) -> None:
@@ -240,6 +284,7 @@ class Colors:
     def __init__(self, world: World):
         self.world = world
         self.start_color, self.stop_color, self.probe_color = world.start_color, world.stop_color, world.probe_color
+        self.records = world.records
 
     def leftovers(self) -> list[str]:
         return [f"{color}:8080" for color, c in self.world.colors.items() if c.version is not None]

@@ -17,7 +17,8 @@ from app.control.rollout import Phase, Verdict
 from app.errors import ControllerError
 from tests.control.fakes import World, make_controller, write_card
 
-# 100 requests/s: 10% of it is 100 requests in a 10 s step, above min_requests.
+# 100 requests/s: 10% of it is 100 requests in a 10 s step, above min_requests. An undecided
+# step goes on for 10 s more at most, then pauses for a minute.
 BAKE = """
 [bake]
 period = 10.0
@@ -27,6 +28,8 @@ min_labelled = 10
 min_requests = 40
 max_error_rate = 0.1
 require_labels = false
+max_period = 20.0
+pause_timeout = 60.0
 """
 
 
@@ -108,12 +111,57 @@ def test_a_broken_canary_goes_back_to_zero_at_the_first_step_and_is_rejected(con
 
 
 def test_a_step_without_enough_requests_never_moves_on(controller, world):
-    world.traffic = 2.0  # 10% of it: 2 requests in the step, far below min_requests
+    world.traffic = 2.0  # 10% of it: 2 requests in the step, far below min_requests, 16 by the pause's end
     result = Deployer(controller).deploy("v1.1.0", canary=[10, 100], step_seconds=10)
     assert result.phase is Phase.ROLLED_BACK
     assert result.canary[0].verdict is Verdict.INCONCLUSIVE and "never moves on" in result.reason
+    assert "paused 60s without a verdict" in result.reason
     assert world.routed == "blue" and world.split_share()[1] == 0
     assert "v1.1.0" not in controller.ctx.read_state().rejected  # not shown bad: only not shown good
+
+
+def test_an_undecided_step_pauses_with_its_share_until_promote_moves_it_on(controller, world):
+    world.traffic = 2.0
+    seen = []
+    save = controller.ctx.store.save
+    controller.ctx.store.save = lambda state: (seen.append((state.phase.value, world.split_share()[1])),
+                                               save(state))[1]
+    world.at.append((40.0, lambda w: controller.operations.promote("the step looked fine on the dashboard")))
+    result = Deployer(controller).deploy("v1.1.0", canary=[10, 50, 100], step_seconds=10)
+    assert ("paused", 10) in seen                       # the share stayed on while paused
+    assert ("canary", 50) in seen                       # then the next step
+    assert result.canary[0].verdict is Verdict.PASS and "promoted by the operator" in result.canary[0].reason
+    promotes = [(e["outcome"], e["reason"]) for e in controller.views.history() if e["action"] == "promote"]
+    assert promotes[0][0] == "requested" and "the step looked fine on the dashboard" in promotes[0][1]
+    assert promotes[1][0] == "succeeded"
+    overrode = [e for e in controller.views.history() if e["action"] == "promote"][1]["overrode"]
+    assert overrode["verdict"] == "inconclusive" and "error rate" in overrode["reason"]
+
+
+def test_an_abort_during_a_pause_ends_it_at_once(controller, world):
+    world.traffic = 2.0
+    world.at.append((40.0, lambda w: controller.operations.abort()))
+    result = Deployer(controller).deploy("v1.1.0", canary=[10, 100], step_seconds=10)
+    assert result.phase is Phase.ABORTED and 40.0 <= world.now < 41.0
+    assert world.split_share()[1] == 0 and world.routed == "blue"
+
+
+def test_a_verdict_that_arrives_during_a_pause_decides(controller, world):
+    world.traffic = 2.0
+    world.at.append((35.0, lambda w: setattr(w, "traffic", 100.0)))  # the canary's share gets busy
+    result = Deployer(controller).deploy("v1.1.0", canary=[10, 100], step_seconds=10)
+    assert result.phase is Phase.PROMOTED
+    assert result.canary[0].verdict is Verdict.PASS and "promoted by the operator" not in result.canary[0].reason
+    assert world.now < 40.0 + 60.0  # long before the pause would have run out
+
+
+def test_promote_refuses_a_rollout_that_is_not_paused_or_degraded(controller, world):
+    with pytest.raises(ControllerError, match="nothing to promote: no rollout has run"):
+        controller.operations.promote()
+    world.traffic = 100.0
+    Deployer(controller).deploy("v1.1.0", canary=[10, 100], step_seconds=10)
+    with pytest.raises(ControllerError, match="the rollout of v1.1.0 is promoted; only a paused or degraded"):
+        controller.operations.promote()
 
 
 def test_abort_at_a_step_puts_the_share_back_at_once(controller, world):

@@ -110,6 +110,9 @@ def test_nginx_times(text, seconds):
     ("[bake]\nrequire_labels = 0\n", "config: bake.require_labels must be true or false, got the number 0"),
     ("[bake]\naccuracy_drop = 0\n", "config: bake.accuracy_drop must be above 0 and below 1, got 0.0"),
     ("[bake]\nmin_requests = 0\n", "config: bake.min_requests must be above 0, got 0"),
+    ("[bake]\npaired_sample = 101\n", "config: bake.paired_sample must be a whole percentage from 0 to 100, got 101"),
+    ("[bake]\nmax_disagreement = 2\n", "config: bake.max_disagreement must be between 0 and 1, got 2.0"),
+    ("[bake]\npause_timeout = -1\n", "config: bake.pause_timeout must not be negative, got -1.0"),
     ("[bake]\nmax_slow_rate = 2\n", "config: bake.max_slow_rate must be between 0 and 1, got 2.0"),
 ])
 def test_the_bake_statistics_are_checked_at_load(tmp_path, toml, error):
@@ -119,9 +122,11 @@ def test_the_bake_statistics_are_checked_at_load(tmp_path, toml, error):
 
 def test_the_bake_statistics_have_documented_defaults(tmp_path):
     bake = load(tmp_path).bake
-    assert (bake.confidence, bake.require_labels, bake.accuracy_drop, bake.min_requests) == (0.99, True, 0.10, 50)
+    assert (bake.confidence, bake.require_labels, bake.accuracy_drop, bake.min_requests) == (0.99, False, 0.10, 50)
     assert (bake.max_slow_rate, bake.slow_request_ms) == (0.01, 250.0)
-    assert load(tmp_path, "[bake]\nrequire_labels = false\n").bake.require_labels is False
+    assert (bake.paired_sample, bake.min_pairs, bake.max_disagreement, bake.max_class_shift) == (100, 50, 0.11, 0.05)
+    assert (bake.period, bake.max_period, bake.pause_timeout) == (30.0, 120.0, 3600.0)
+    assert load(tmp_path, "[bake]\nrequire_labels = true\n").bake.require_labels is True
 
 
 def test_the_readme_config_example_loads_as_written(tmp_path):

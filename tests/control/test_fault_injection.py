@@ -2,8 +2,9 @@
 
 Each command runs once cleanly through the real command line (``cli.main``) over the fake
 world, counting every call it makes that can fail in production: the runtime (start, stop),
-the proxy (route, split, config, reload) and the store (the lock, reading the state,
-writing the state and the history). Then it runs again once per such call, from the same
+the proxy (route, split, mirror, config, reload) and the store (the lock, reading the
+state, writing the state, the history and the window). Then it runs again once per such
+call (the reads a judged window makes between two polls count as one), from the same
 starting point, with that one call raising the error the real part raises (a command that
 failed, a full disk, a state file that cannot be read). Every run must end with exit 1 and
 one line on stderr naming the fault, no traceback, the recorded state agreeing with what
@@ -36,8 +37,14 @@ min_requests = 20
 max_error_rate = 0.1
 require_labels = false
 """
-WORLD_STEPS = ("start_color", "stop_color", "route", "split", "apply", "reload", "start")
-STORE_STEPS = ("locked", "read", "save", "append", "request_abort")
+WORLD_STEPS = ("start_color", "stop_color", "route", "split", "mirror", "apply", "reload", "start")
+STORE_STEPS = ("locked", "read", "save", "append", "request_abort", "save_window")
+
+
+def steps(calls: list[str]) -> list[int]:
+    """The calls to fail, one run each: every call, except a read of the state right after
+    another (the checks a judged window makes between two polls are one step)."""
+    return [i for i, call in enumerate(calls) if call != "store.read" or i == 0 or calls[i - 1] != call]
 
 
 class Killed(BaseException):
@@ -149,19 +156,23 @@ def test_a_fault_at_every_step_is_one_line_exit_1_a_consistent_state_and_a_recor
     scene, code, out, err, _ = run_scene(tmp_path, name, None, capsys, monkeypatch)
     assert code == SCENARIOS[name][2], out + err
     consistent(scene)
-    steps = len(scene.faults.calls)
-    assert steps >= 5, scene.faults.calls  # the counting saw the command at work
-    for at in range(steps):
-        scene, code, out, err, before = run_scene(tmp_path, name, at, capsys, monkeypatch)
-        fault = f"injected fault {at} in {scene.faults.calls[at]}"
-        where = f"{name}, step {at} ({scene.faults.calls[at]}):\n{out}{err}"
-        assert code == 1, where
-        assert "Traceback" not in out + err, where
-        lines = err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
-        consistent(scene, where)
-        recorded = scene.history()[before:]
-        assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
+    assert len(scene.faults.calls) >= 5, scene.faults.calls  # the counting saw the command at work
+    for at in steps(scene.faults.calls):
+        handled(name, at, *run_scene(tmp_path, name, at, capsys, monkeypatch))
+
+
+def handled(name: str, at: int, scene: Scene, code: int, printed: str, err: str, before: int) -> None:
+    """The command that met fault ``at``: exit 1, one line naming the fault, no traceback, a
+    record that agrees with the world, and the fault in the history."""
+    fault = f"injected fault {at} in {scene.faults.calls[at]}"
+    where = f"{name}, step {at} ({scene.faults.calls[at]}):\n{printed}{err}"
+    assert code == 1, where
+    assert "Traceback" not in printed + err, where
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
+    consistent(scene, where)
+    recorded = scene.history()[before:]
+    assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
 
 
 def abort_during_the_bake(tmp_path, at: int | None, capsys, monkeypatch) -> tuple[Scene, int, str, str, int]:
@@ -194,16 +205,7 @@ def test_a_fault_at_every_step_of_an_abort_during_a_bake(tmp_path, capsys, monke
     scene, code, err, printed, _ = abort_during_the_bake(tmp_path, None, capsys, monkeypatch)
     assert code == 0 and err == "", printed
     assert scene.state().phase is Phase.ABORTED and scene.world.routed == "blue"
-    steps = len(scene.faults.calls)
-    assert steps >= 5, scene.faults.calls
-    for at in range(steps):
+    assert len(scene.faults.calls) >= 5, scene.faults.calls
+    for at in steps(scene.faults.calls):
         scene, code, err, printed, before = abort_during_the_bake(tmp_path, at, capsys, monkeypatch)
-        fault = f"injected fault {at} in {scene.faults.calls[at]}"
-        where = f"abort, step {at} ({scene.faults.calls[at]}):\n{printed}{err}"
-        assert code == 1, where
-        assert "Traceback" not in printed + err, where
-        lines = err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("bluegreen: ") and fault in lines[0], where
-        consistent(scene, where)  # the deploy, preempted, ended its rollout
-        recorded = scene.history()[before:]
-        assert any(fault in event.get("reason", "") for event in recorded), where + f"\n{recorded}"
+        handled("abort", at, scene, code, printed, err, before)  # the deploy, preempted, ended its rollout

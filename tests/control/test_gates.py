@@ -13,7 +13,8 @@ from app.control.probes import ServerProbe
 from app.control.rollout import SmokeAnswer, Verdict
 
 GATES = GateSettings(min_accuracy=0.9, min_f1_score=0.9, max_metric_drop=0.05)
-BAKE = BakeSettings(max_error_rate=0.01, min_live_accuracy=0.8, min_labelled=20)
+# The labelled rule (`require_labels = true`): these checks are its subject.
+BAKE = BakeSettings(max_error_rate=0.01, min_live_accuracy=0.8, min_labelled=20, require_labels=True)
 PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 
 

@@ -21,7 +21,8 @@ from tests.control.fakes import World, make_controller, write_card
 
 # These tests are about the rollout, not the statistics: 20 requests/s for 10 s is enough
 # for a 10% error limit, and the bake does not wait for labels (tests/control/test_gates.py
-# and test_bake.py cover the statistics).
+# and test_judge.py cover the statistics). An undecided window goes on for 10 s more at
+# most, then pauses for a minute.
 BAKE = """
 [bake]
 period = 10.0
@@ -31,6 +32,8 @@ min_labelled = 10
 min_requests = 20
 max_error_rate = 0.1
 require_labels = false
+max_period = 20.0
+pause_timeout = 60.0
 """
 
 
@@ -179,7 +182,9 @@ def test_a_good_version_moves_through_every_phase_to_promoted(controller, world)
     assert seen == ["gating", "loading", "gating", "switching", "baking", "promoted"]
     state = controller.ctx.read_state()
     assert (state.active, state.stable, state.versions) == ("green", "v1.2.0", {"blue": "v1.0.0", "green": "v1.2.0"})
-    assert world.log == ["stop green", "start green v1.2.0", "route green"]
+    # The bake's paired answers: on for its window, off before the decision.
+    assert world.log == ["stop green", "start green v1.2.0", "route green", "mirror 100%", "mirror 0%"]
+    assert state.pairing is None
     gates = [(e["gate"], e["outcome"]) for e in events(controller, "gate")]
     assert gates == [("gate: holdout metrics meet thresholds", "passed"), ("gate: not worse than active v1.0.0",
                      "passed"), ("gate: green ready and serving v1.2.0", "passed"),
@@ -345,7 +350,29 @@ def test_a_new_color_that_dies_during_the_bake_is_rolled_back(controller, world)
     assert world.routed == "blue"
 
 
-def test_a_bake_that_sees_no_traffic_is_inconclusive_never_a_pass(controller, world):
+def test_a_bake_that_sees_no_traffic_pauses_then_goes_back_to_the_stable_version_never_a_pass(controller, world):
+    seen = phases_saved(controller)
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK and not result.succeeded
+    assert seen[-3:] == ["baking", "paused", "rolled-back"]
+    assert result.reason.startswith("paused 60s without a verdict: ")
+    assert "error rate: 0 of the 20 requests needed before a verdict" in result.reason
+    state = controller.ctx.read_state()
+    assert world.routed == "blue" and state.stable == "v1.0.0"
+    assert "v1.2.0" not in state.rejected  # not shown bad: only not shown good
+    assert 10.0 + 60.0 <= world.now < 10.0 + 60.0 + 5.0  # nothing arrives: no longer than its period, then the pause
+    pause = [(e["outcome"], e["reason"][:30]) for e in events(controller, "pause")]
+    assert [outcome for outcome, _ in pause] == ["started", "stopped"]
+
+
+def without_pauses(tmp_path, world):
+    controller = make_controller(tmp_path, world, BAKE.replace("pause_timeout = 60.0", "pause_timeout = 0"))
+    controller.lifecycle.up()
+    return controller
+
+
+def test_without_pauses_an_undecided_bake_ends_degraded_serving_but_not_stable(tmp_path, world):
+    controller = without_pauses(tmp_path, world)
     result = Deployer(controller).deploy("v1.2.0")
     assert result.phase is Phase.DEGRADED and not result.succeeded
     assert "bake inconclusive" in result.message and "green keeps the traffic" in result.message
@@ -370,7 +397,8 @@ def test_a_manual_rollback_after_promotion_ends_the_rollout_rolled_back(controll
     assert state.rollout.reasons[-1] == "rolled-back: manual rollback"
 
 
-def test_a_degraded_rollout_can_be_rolled_back(controller, world):
+def test_a_degraded_rollout_can_be_rolled_back(tmp_path, world):
+    controller = without_pauses(tmp_path, world)
     Deployer(controller).deploy("v1.2.0")
     assert controller.ctx.read_state().phase is Phase.DEGRADED
     controller.operations.rollback()
@@ -545,8 +573,9 @@ def test_a_deploy_killed_while_loading_leaves_traffic_and_the_record_true(contro
     state.rollout.pid = dead_pid()
     controller.ctx.store.save(state)
     assert controller.ctx.read_state().phase is Phase.LOADING
+    world.traffic = 20
     result = Deployer(controller).deploy("v1.2.0", force=True)  # --force ends the old rollout first
-    assert result.phase is Phase.PROMOTED or result.phase is Phase.DEGRADED
+    assert result.phase is Phase.PROMOTED
     repair = [e for e in events(controller, "reconcile") if "ended while loading" in e["reason"]]
     assert repair and repair[0]["reason"].endswith("traffic never left v1.0.0")
 
@@ -678,3 +707,76 @@ def test_a_new_color_whose_requests_fail_over_is_rolled_back_and_the_failover_re
     assert result.phase is Phase.ROLLED_BACK
     assert "answered by the other color" in result.reason
     assert events(controller, "failover")[0]["to"] == "blue"
+
+
+# -- paired answers, pauses and promote (docs/adr/0014) ---------------------------------------------
+def test_a_version_that_disagrees_with_the_stable_one_is_rolled_back_without_labels(controller, world):
+    world.traffic = 20
+    world.version_disagreement["v1.2.0"] = 0.3
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.ROLLED_BACK and world.routed == "blue"
+    assert result.reason.startswith("disagreement: green (v1.2.0) predicts another class than blue (v1.0.0) on ")
+    assert "paired rows" in result.reason and "99% bounds " in result.reason
+    assert "the sequential test of 'at most 5.50%' against 'at least 11.00%' decided 'at least 11.00%'" in result.reason
+    state = controller.ctx.read_state()
+    assert "v1.2.0" in state.rejected and world.mirror_percent == 0 and state.pairing is None
+    deploy = events(controller, "deploy")[-1]
+    assert deploy["bake"]["numbers"]["llr"] >= deploy["bake"]["numbers"]["llr_fail"]
+
+
+def test_a_version_that_agrees_with_the_stable_one_is_promoted_without_labels(controller, world):
+    world.traffic = 20
+    world.version_disagreement["v1.2.0"] = 0.01
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.PROMOTED, result.message
+    numbers = result.bake.numbers
+    assert numbers["labelled"] == 0 and numbers["paired_rows"] >= 50 and numbers["llr"] <= numbers["llr_pass"]
+
+
+def test_without_paired_answers_the_bake_says_the_paired_checks_were_not_judged(tmp_path, world):
+    controller = make_controller(tmp_path, world, BAKE + "paired_sample = 0\n")
+    controller.lifecycle.up()
+    world.traffic = 20
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.PROMOTED
+    assert "paired checks not judged" in result.bake.reason and "mirror 100%" not in world.log
+
+
+def test_promote_ends_a_degraded_rollout_recorded_with_what_it_overrode(tmp_path, world):
+    controller = without_pauses(tmp_path, world)
+    Deployer(controller).deploy("v1.2.0")
+    assert controller.ctx.read_state().phase is Phase.DEGRADED
+    assert controller.operations.promote("labels come next week; the canary dashboards looked fine") is Phase.PROMOTED
+    state = controller.ctx.read_state()
+    assert state.phase is Phase.PROMOTED and state.stable == "v1.2.0" and world.routed == "green"
+    promote = events(controller, "promote")[-1]
+    assert promote["outcome"] == "succeeded" and "labels come next week" in promote["reason"]
+    assert promote["overrode"]["verdict"] == "inconclusive" and "error rate" in promote["overrode"]["reason"]
+
+
+def test_promote_of_a_paused_bake_promotes_it(controller, world):
+    world.at.append((40.0, lambda w: controller.operations.promote("checked by hand")))
+    result = Deployer(controller).deploy("v1.2.0")
+    assert result.phase is Phase.PROMOTED and result.succeeded and 40.0 <= world.now < 41.0
+    assert result.reason.startswith("promoted by the operator (checked by hand) over: ")
+    assert controller.ctx.read_state().stable == "v1.2.0"
+
+
+def test_pairing_left_on_by_a_dead_process_is_turned_off_by_the_next_command(controller, world):
+    with controller.reconciler.locked() as state:
+        world.mirror(100)
+        state.pairing = {"pid": dead_pid(), "pid_started": 1, "percent": 100}
+        controller.ctx.store.save(state)
+    controller.reconciler.reconcile()
+    assert world.mirror_percent == 0 and controller.ctx.read_state().pairing is None
+    assert "which is gone: turned off" in events(controller, "reconcile")[-1]["reason"]
+
+
+def test_watch_pairs_the_active_color_with_the_version_a_rollback_returns_to(controller, world):
+    world.traffic = 20
+    Deployer(controller).deploy("v1.2.0")              # v1.2.0 on green, v1.0.0 warm on blue
+    world.log.clear()
+    world.version_disagreement["v1.2.0"] = 0.3          # it starts answering differently
+    assert watch(controller, duration=60) == 1
+    assert world.routed == "blue" and world.log[0] == "mirror 100%"
+    assert events(controller, "gate")[-1]["gate"] == "watch: bake poll: disagreement with the stable version"

@@ -20,10 +20,13 @@ ALLOWED = [
     (P.GATING, P.LOADING), (P.GATING, P.CANARY), (P.GATING, P.SWITCHING), (P.GATING, P.VERIFIED),
     (P.GATING, P.ABORTED),
     (P.LOADING, P.GATING), (P.LOADING, P.ABORTED),
-    (P.CANARY, P.SWITCHING), (P.CANARY, P.ROLLED_BACK), (P.CANARY, P.ABORTED),
+    (P.CANARY, P.SWITCHING), (P.CANARY, P.PAUSED), (P.CANARY, P.ROLLED_BACK), (P.CANARY, P.ABORTED),
     (P.SWITCHING, P.BAKING), (P.SWITCHING, P.ABORTED),
-    (P.BAKING, P.PROMOTED), (P.BAKING, P.ROLLED_BACK), (P.BAKING, P.DEGRADED), (P.BAKING, P.ABORTED),
-    (P.DEGRADED, P.ROLLED_BACK),
+    (P.BAKING, P.PROMOTED), (P.BAKING, P.PAUSED), (P.BAKING, P.ROLLED_BACK), (P.BAKING, P.DEGRADED),
+    (P.BAKING, P.ABORTED),
+    (P.PAUSED, P.CANARY), (P.PAUSED, P.SWITCHING), (P.PAUSED, P.PROMOTED), (P.PAUSED, P.ROLLED_BACK),
+    (P.PAUSED, P.ABORTED),
+    (P.DEGRADED, P.PROMOTED), (P.DEGRADED, P.ROLLED_BACK),
     (P.PROMOTED, P.ROLLED_BACK),
 ]
 FORBIDDEN = [(a, b) for a in Phase for b in Phase if (a, b) not in ALLOWED]
@@ -53,3 +56,4 @@ def test_a_new_rollout_starts_gating_and_only_terminal_phases_end_it():
     finished = {p for p in Phase if not p.running}
     assert finished == {Phase.IDLE, Phase.PROMOTED, Phase.VERIFIED, Phase.ROLLED_BACK, Phase.ABORTED,
                         Phase.DEGRADED}
+    assert Phase.PAUSED.running  # a paused rollout is still driven (and judged) by its deploy

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 # A 4-second bake under a few clients: a few hundred requests, no labels. It does not wait
 # for labels (they can still fail it), and its error limit is one those requests can show.
+# Undecided, it goes on for 4 s more at most while requests arrive, then pauses for 5 s.
 FAST_BAKE = """
 [bake]
 period = 4.0
@@ -29,6 +30,8 @@ min_labelled = 10
 min_live_accuracy = 0.8
 require_labels = false
 max_error_rate = 0.05
+max_period = 8.0
+pause_timeout = 5.0
 """
 
 
@@ -140,24 +143,45 @@ def test_killing_the_new_color_during_the_bake_rolls_back(stack):
           f"{traffic.sent} requests, {len(traffic.failures)} failed")
 
 
-def test_a_bake_without_traffic_is_inconclusive_not_a_pass(stack):
+def test_a_bake_without_traffic_pauses_then_goes_back_to_the_stable_version_never_a_pass(stack):
     result = stack.cli("deploy", "v1.1.0", check=False)
     assert result.returncode == 1
-    assert "bake inconclusive" in result.stderr
-    assert stack.history()[-1]["outcome"] == "degraded"
-    assert stack.status()["phase"] == "degraded"
+    assert "pause: paused (undecided: " in result.stdout
+    assert "rolled back: paused 5s without a verdict" in result.stderr
+    assert [(e["action"], e["outcome"]) for e in stack.history()][-4:] == [
+        ("pause", "started"), ("pause", "stopped"), ("rollback", "succeeded"), ("deploy", "rolled-back")]
+    assert stack.status()["phase"] == "rolled-back" and stack.front_color() == "blue"
+
+
+def test_without_pauses_an_undecided_bake_ends_degraded_and_promote_ends_that(models_dir, tmp_path):
+    with Stack(tmp_path, models_dir, FAST_BAKE.replace("pause_timeout = 5.0", "pause_timeout = 0")) as stack:
+        result = stack.cli("deploy", "v1.1.0", check=False)
+        assert result.returncode == 1 and "bake inconclusive" in result.stderr
+        assert stack.status()["phase"] == "degraded" and stack.status()["stable"] == "v1.0.0"
+        promoted = stack.cli("promote", "--reason", "labels arrive next week")
+        assert "promoted v1.1.0: it is the stable version now (labels arrive next week)" in promoted.stdout
+        status = stack.status()
+        assert (status["phase"], status["stable"], status["active"]) == ("promoted", "v1.1.0", "green")
+        last = stack.history()[-1]
+        assert (last["action"], last["outcome"]) == ("promote", "succeeded")
+        assert last["overrode"]["verdict"] == "inconclusive"
 
 
 def test_watch_rolls_back_when_live_accuracy_drops(stack):
     stack.cli("switch", "green")
     watch = stack.popen("watch", "--duration", "30")
-    time.sleep(1.0)
+    # The labels must come inside watch's window: its first poll line says the window began
+    # (a fixed sleep was too short whenever the machine was busy starting the command).
+    seen = []
+    while not seen or (seen[-1] and " poll " not in seen[-1]):
+        seen.append(watch.stdout.readline())
     # Labels that disagree with what green answers: live accuracy falls to 0.
     for _ in range(12):
         requests.post(stack.front + "/feedback", json={"x": [5.1, 3.5, 1.4, 0.2], "label": "virginica"},
                       headers=stack.feedback_auth())
     with Traffic(stack.front, clients=1):
         out, err = watch.communicate(timeout=60)
+    out = "".join(seen) + out
     assert watch.returncode == 1, out + err
     assert "live accuracy 0.00% over 12 labelled samples since the bake began is below 80.00%" in out
     assert stack.front_color() == "blue"

@@ -125,7 +125,8 @@ def test_a_state_file_unreadable_for_a_moment_during_the_bake_ends_the_deploy_re
     state_file = stack.run_dir / "state.json"
     with Traffic(stack.front, clients=4) as traffic:
         deploy = stack.popen("deploy", "v1.1.0")
-        wait_until(lambda: rollout_phase(stack) == "baking", 60, what="the bake to begin")
+        wait_until(lambda: rollout_phase(stack) == "baking" and json.loads(state_file.read_text())["pairing"], 60,
+                   what="the bake's window to begin")
         kept = state_file.read_bytes()
         garbage = stack.run_dir / "garbage"
         garbage.write_bytes(b"not json")

@@ -1,4 +1,4 @@
-"""README "Docker compose" shows exactly what `make test-containers` runs, and CI runs it."""
+"""README "Docker compose" shows exactly what `make test-containers` runs, and `.ci/run` runs it."""
 
 from __future__ import annotations
 
