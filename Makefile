@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup models nginx run serve test lint load bench clean test-containers
+.PHONY: setup models nginx chromium prometheus run serve test lint load bench clean test-containers
 
 setup: $(VENV)/.installed models
 
@@ -23,6 +23,18 @@ nginx:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nginx; }
 
+# The browser the dashboard's and the drift report's tests open pages in (headless).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	    chromium fonts-dejavu-core; }
+
+# Prometheus and promtool, for the shipped scrape config and rules (deploy/prometheus) and their tests.
+prometheus:
+	@{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	    prometheus; }
+
 # The whole local stack: both colors under gunicorn and nginx on loopback, blue active.
 run: setup nginx
 	$(BIN)/bluegreen up
@@ -37,7 +49,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: setup nginx lint
+test: setup nginx chromium prometheus lint
 	$(BIN)/pytest
 
 # The container flow end to end (README "Docker compose"): installs Docker when missing,

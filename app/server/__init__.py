@@ -13,6 +13,7 @@ from flask import Flask
 from app.errors import ModelLoadError
 from app.server.config import load_settings
 from app.server.openapi import build_openapi
+from app.server.predlog import bp as predlog_bp
 from app.server.responses import register_error_handlers
 from app.server.serving import ModelServer
 from app.server.views import bp
@@ -30,6 +31,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["openapi"] = build_openapi(server.version, server.n_features, server.class_names,
                                               settings["MAX_BATCH_ROWS"], server.input_limit.max_abs)
     register_error_handlers(app)
+    app.register_blueprint(predlog_bp)
     app.register_blueprint(bp)
     return app
 

@@ -25,6 +25,11 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # "auto": the fast path when it verifies, sklearn otherwise; "sklearn" forces sklearn.
     "PREDICTOR": "auto",
+    # The prediction log for `bluegreen drift` (app/server/predlog.py): the share of served
+    # rows kept, where ("": beside the Prometheus files, or in memory), and the file size.
+    "PREDLOG_SAMPLE": 0.1,
+    "PREDLOG_DIR": "",
+    "PREDLOG_MAX_BYTES": 4 * 1024 * 1024,
     # POST /feedback moves live accuracy, which can roll a version back: without a token
     # it is refused (403). /metrics is open unless METRICS_TOKEN is set.
     "FEEDBACK_TOKEN": "",
@@ -41,6 +46,9 @@ ENVIRONMENT = {
     "MAX_BATCH_ROWS": ("MAX_BATCH_ROWS", int),
     "MAX_BODY_BYTES": ("MAX_CONTENT_LENGTH", int),
     "PREDICTOR": ("PREDICTOR", str),
+    "PREDLOG_SAMPLE": ("PREDLOG_SAMPLE", float),
+    "PREDLOG_DIR": ("PREDLOG_DIR", str),
+    "PREDLOG_MAX_BYTES": ("PREDLOG_MAX_BYTES", int),
     "FEEDBACK_TOKEN": ("FEEDBACK_TOKEN", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str),
     "RECORD_DIR": ("RECORD_DIR", str),

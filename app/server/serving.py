@@ -16,6 +16,7 @@ from app.artifacts.cards import verify_artifact
 from app.errors import InvalidInput
 from app.server.metrics import Metrics
 from app.server.predictors import build_predictor
+from app.server.predlog import PredictionLog
 from app.server.records import Recorder
 from app.server.validation import InputLimit
 
@@ -35,6 +36,7 @@ class ModelServer:
     predictor_reason: str
     metrics: Metrics
     records: Recorder
+    predlog: PredictionLog
     started_at: float = field(default_factory=time.time)
     draining: threading.Event = field(default_factory=threading.Event)
 
@@ -47,7 +49,8 @@ class ModelServer:
         # The records sit beside the color's metrics files unless told otherwise.
         record_dir = settings["RECORD_DIR"] or (os.path.join(metrics.multiprocess_dir, "records")
                                                 if metrics.multiprocess_dir else None)
-        server = cls(settings, card, predictor, reason, metrics, Recorder(record_dir))
+        server = cls(settings, card, predictor, reason, metrics, Recorder(record_dir),
+                     PredictionLog.from_settings(settings, metrics.multiprocess_dir))
         server.warm_up()
         server.metrics.model_info.labels(server.version, server.color, predictor.name).set(1)
         return server
@@ -113,6 +116,7 @@ class ModelServer:
             label = names[winner]
             self.metrics.prediction_counter(label).inc()
             items.append({"prediction": label, "probabilities": dict(zip(names, row))})
+        self.predlog.record(rows, [item["prediction"] for item in items])
         return items
 
     def record_feedback(self, rows: np.ndarray, labels: list[str], single: bool = False) -> dict:
