@@ -1,13 +1,16 @@
 # The README's two commands: `make run` (the stack) and `make test` (the whole suite).
 # Both work on a fresh machine: they create .venv, install, and train the models.
+# `make test-unit` is the quick loop while editing: only .venv, no nginx, no trained models.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup models nginx chromium prometheus run serve test lint load bench clean test-containers
+.PHONY: setup venv models nginx chromium prometheus run serve test test-unit lint load bench clean test-containers
 
 setup: $(VENV)/.installed models
+
+venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +52,17 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# The whole suite on TEST_WORKERS pytest-xdist workers (4, also on 2 cores: many tests wait
+# on the processes they start); TEST_WORKERS=0 runs it in this one process. Tests go out at
+# most two at a time, the longest first (tests/conftest.py), so that workers finish together.
+TEST_WORKERS ?= 4
 test: setup nginx chromium prometheus lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 2
+
+# Every test that needs no nginx, no gunicorn and no trained model: tests/conftest.py marks
+# the others (integration, models) from what they use. pytest's "no tests collected" (exit 5) fails it.
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest -m "not integration and not models"
 
 # The container flow end to end (README "Docker compose"): installs Docker when missing,
 # reuses the engine `docker` reaches or starts a private one (root or sudo), builds the
