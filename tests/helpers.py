@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,6 +95,16 @@ class Stack(LocalStack):
 
     def front_color(self) -> str:
         return requests.get(self.front + "/health", timeout=5).headers["X-Color"]
+
+    def kill_color(self, color: str, sig: int = signal.SIGKILL) -> list[int]:
+        """Send ``sig`` to every process of the color (gunicorn's master and workers). One
+        that has ended meanwhile is no error: a worker leaves by itself once its master is
+        gone, sometimes before its own turn comes."""
+        pids = self.gunicorn_pids(color)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return pids
 
 
 class Traffic(ClientThreads):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import pytest
@@ -120,8 +119,7 @@ def test_a_canary_that_breaks_is_rolled_back_at_the_first_step_with_its_exposure
         wait_until(lambda: share(stack)[0] == 10, timeout=60, what="the 10% step")
         time.sleep(1.0)
         # The new version crashes in production: every process of its color dies at once.
-        for pid in stack.gunicorn_pids("green"):
-            os.kill(pid, signal.SIGKILL)
+        stack.kill_color("green")
         out, err = deploy.communicate(timeout=60)
     result = json.loads(out)
     assert deploy.returncode == 1 and result["outcome"] == "rolled-back", err

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 
 import joblib
@@ -123,8 +121,7 @@ def test_killing_the_new_color_during_the_bake_rolls_back(stack):
         wait_until(lambda: json.loads((stack.run_dir / "state.json").read_text())["rollout"]["phase"] == "baking",
                    60, what="the bake to begin")
         killed_at = time.monotonic()
-        for pid in stack.gunicorn_pids("green"):
-            os.kill(pid, signal.SIGKILL)
+        stack.kill_color("green")
         out, err = deploy.communicate(timeout=60)
         finished = time.monotonic() - killed_at
         time.sleep(0.5)
@@ -175,10 +172,12 @@ def test_watch_rolls_back_when_live_accuracy_drops(stack):
     seen = []
     while not seen or (seen[-1] and " poll " not in seen[-1]):
         seen.append(watch.stdout.readline())
-    # Labels that disagree with what green answers: live accuracy falls to 0.
-    for _ in range(12):
-        requests.post(stack.front + "/feedback", json={"x": [5.1, 3.5, 1.4, 0.2], "label": "virginica"},
-                      headers=stack.feedback_auth())
+    # Twelve labels that disagree with what green answers, in one request so that a poll
+    # sees all of them or none (one by one, a poll could judge the first ten or eleven):
+    # live accuracy falls to 0.
+    labelled = requests.post(stack.front + "/feedback", headers=stack.feedback_auth(),
+                             json={"instances": [[5.1, 3.5, 1.4, 0.2]] * 12, "labels": ["virginica"] * 12})
+    assert labelled.status_code == 200 and labelled.json()["recorded"] == 12
     with Traffic(stack.front, clients=1):
         out, err = watch.communicate(timeout=60)
     out = "".join(seen) + out

@@ -83,8 +83,7 @@ def test_rollback_returns_to_the_previous_color(on_blue):
 
 
 def test_switch_to_a_stopped_color_is_refused_and_traffic_stays(on_blue):
-    for pid in on_blue.gunicorn_pids("green"):
-        os.kill(pid, signal.SIGKILL)
+    on_blue.kill_color("green")
     wait_until(lambda: not on_blue.gunicorn_pids("green"), what="green to die")
     result = on_blue.cli("switch", "green", check=False)
     assert result.returncode == 1
@@ -169,8 +168,7 @@ def test_killing_the_active_color_under_load(on_blue):
     with Traffic(on_blue.front, clients=clients) as traffic:
         time.sleep(1.0)
         killed_at = time.monotonic()
-        for pid in on_blue.gunicorn_pids("blue"):
-            os.kill(pid, signal.SIGKILL)
+        on_blue.kill_color("blue")
         time.sleep(2.0)
     print(f"\nactive color killed under load: {traffic.sent} requests, {len(traffic.failures)} failed "
           f"{traffic.failures}, versions {traffic.versions}")
@@ -232,8 +230,7 @@ def test_nginx_answers_its_own_errors_in_json(on_blue):
     assert response.status_code == 413
     assert response.json() == {"error": "request body too large: the limit is 1m", "status": 413}
     assert "nginx/" not in response.headers.get("Server", "")  # server_tokens off
-    for pid in on_blue.gunicorn_pids("green"):
-        os.kill(pid, signal.SIGKILL)
+    on_blue.kill_color("green")
     wait_until(lambda: not on_blue.gunicorn_pids("green"), what="green to die")
     response = requests.get(on_blue.preview + "/health")
     assert response.status_code == 502
