@@ -30,7 +30,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(settings)
     server = app.extensions["model_server"] = ModelServer.start(settings)
     app.extensions["openapi"] = build_openapi(server.version, server.n_features, server.class_names,
-                                              settings["MAX_BATCH_ROWS"], server.input_limit.max_abs)
+                                              settings["MAX_BATCH_ROWS"], server.input_limit.max_abs,
+                                              server.model_name, server.card["feature_names"])
     register_error_handlers(app)
     app.register_blueprint(bp)
     if settings["FAST_PATH"] == "on":

@@ -69,6 +69,8 @@ def json_rows(srv, raw: bytes) -> np.ndarray:
     if len(present) != 1 or unknown:
         raise InvalidInput(f"the body must hold exactly one of {', '.join(FIELDS)}; got "
                            f"{', '.join(sorted(payload)) or 'none'}"[:300])
+    if not isinstance(payload.get("params", {}), dict):
+        raise InvalidInput('"params" must be an object')
     field = present[0]
     value = payload[field]
     n, max_rows, limit = srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit

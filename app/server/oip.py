@@ -213,12 +213,14 @@ def infer(srv, call) -> Reply:
     check_model(srv, call.params["name"], call.params.get("version"))
     head, binary = split_body(call)
     request = decode_object(head, INFER_EXAMPLE)
+    if request.get("id") is not None and not isinstance(request["id"], str):
+        raise InvalidInput('"id" must be a string')
     outputs = requested_outputs(request)
     name, rows = read_input(srv, request, head, binary)
     labels, probabilities = srv.answer(rows, where=lambda i: f'input "{name[:64]}" row {i}')
     call.exchange.predictions = labels
     answer = {"model_name": srv.model_name, "model_version": srv.version}
-    if isinstance(request.get("id"), str):
+    if request.get("id") is not None:
         answer["id"] = request["id"]
     tensors, blobs = [], []
     for output, as_binary in outputs:
