@@ -8,12 +8,12 @@ views both call it; they differ only in how they read the body and send the repl
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.errors import ApiError, InvalidInput, NotFound, RequestTooLarge
-from app.server.codec import encode
 from app.server.exchange import Exchange
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,11 @@ class Call:
 
 
 def project_error(exc: ApiError) -> Reply:
-    """The project's error shape, ``{"error": ..., "status": N}``: also the Open Inference
-    Protocol's and KServe v1's (both read ``error``)."""
-    return Reply(exc.status, encode({"error": exc.message, "status": exc.status, **exc.details}),
-                 headers=tuple(exc.headers.items()))
+    """The project's error shape, ``{"error": ..., "status": N}``, byte for byte as Flask's
+    handlers write it (``app/server/responses.py``): also the Open Inference Protocol's and
+    KServe v1's (both read ``error``)."""
+    body = json.dumps({"error": exc.message, "status": exc.status, **exc.details}, allow_nan=False)
+    return Reply(exc.status, body.encode(), headers=tuple(exc.headers.items()))
 
 
 @dataclass(frozen=True, slots=True)

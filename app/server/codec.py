@@ -10,6 +10,8 @@ instead of refusing it: the hot path only encodes probabilities already checked 
 
 from __future__ import annotations
 
+import json
+
 import orjson
 
 from app.server.validation import parse_json_object
@@ -27,5 +29,23 @@ def decode_object(raw: bytes, example: str) -> dict:
 
 
 def encode(obj) -> bytes:
-    """The answer's bytes."""
+    """The answer's bytes (compact, as the inference protocols' own servers write them)."""
     return orjson.dumps(obj)
+
+
+def encode_spaced(obj, plain: bool) -> bytes:
+    """The answer's bytes laid out as ``json.dumps`` lays them out (``", "`` and ``": "``).
+
+    ``/predict`` has always answered that way, and line-oriented clients (``utils/test_req.sh``,
+    a ``grep``) match on it. ``plain``: no string in ``obj`` holds a comma, a colon, a quote,
+    a backslash or anything but printable ASCII, so every comma and colon in orjson's output
+    is a separator and can be widened in place; otherwise ``json.dumps`` writes it.
+    """
+    if plain:
+        return orjson.dumps(obj).replace(b",", b", ").replace(b":", b": ")
+    return json.dumps(obj, allow_nan=False).encode()
+
+
+def plain_text(*texts: str) -> bool:
+    """Whether ``texts`` are printable ASCII without a comma, colon, quote or backslash."""
+    return all(32 <= ord(c) < 127 and c not in ',:"\\' for text in texts for c in text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.server.calls import Reply
-from app.server.codec import decode_object, encode
+from app.server.codec import decode_object, encode_spaced
 from app.server.validation import check_content_type, parse_rows
 
 PREDICT_EXAMPLE = '{"x": [5.1, 3.5, 1.4, 0.2]} or {"instances": [[5.1, 3.5, 1.4, 0.2], ...]}'
@@ -22,4 +22,4 @@ def predict(srv, call) -> Reply:
     else:
         body = {"predictions": items, "version": srv.version, "color": srv.color,
                 "request_id": call.exchange.request_id}
-    return Reply(200, encode(body))
+    return Reply(200, encode_spaced(body, srv.plain_strings))

@@ -9,11 +9,13 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from app.artifacts.cards import verify_artifact
 from app.errors import InvalidInput, ModelFailure
+from app.server.codec import plain_text
 from app.server.metrics import Metrics
 from app.server.predictors import build_predictor
 from app.server.records import Recorder
@@ -65,6 +67,11 @@ class ModelServer:
     def model_name(self) -> str:
         """The name the inference protocols address the model by: configured, else the card's."""
         return self.settings.get("MODEL_NAME") or self.card.get("name") or "iris"
+
+    @cached_property
+    def plain_strings(self) -> bool:
+        """Whether every string an answer names (classes, version, color) is plain (``codec.plain_text``)."""
+        return plain_text(*self.class_names, self.version, self.color)
 
     @property
     def training_scale(self) -> float:

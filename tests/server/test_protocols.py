@@ -194,3 +194,13 @@ def test_the_body_limit_holds_on_every_protocol(shipped_models):
         response = client.post("/invocations", json={"instances": [ROW] * 100})
         assert response.status_code == 413
         assert response.get_json()["message"] == "request body too large: the limit is 1000 bytes"
+
+
+def test_predict_answers_keep_their_layout_for_line_oriented_clients(client):
+    # utils/test_req.sh and a grep match '"prediction": "setosa"': the answer is laid out as always.
+    single = client.post("/predict", json={"x": ROW}).get_data()
+    assert b'{"prediction": "setosa", "probabilities": {"setosa": ' in single
+    batch = client.post("/predict", json={"instances": [ROW, VIRGINICA]}).get_data()
+    assert json.loads(batch)["predictions"][1]["prediction"] == "virginica" and b'"predictions": [{' in batch
+    error = client.post("/predict", json={"x": [1, 2, 3]}).get_data()
+    assert error == b'{"error": "\\"x\\" has 3 values; expected 4 numbers", "status": 400}'
