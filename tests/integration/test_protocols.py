@@ -6,6 +6,9 @@ kserve's own client is not used: kserve 0.21.0 needs protobuf<7 and the server p
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
 import requests
@@ -125,3 +128,26 @@ def test_every_protocol_counts_as_the_colors_traffic(stack, client):
     requests.post(stack.front + "/v1/models/iris:predict", json={"instances": ROWS.tolist()}, timeout=5)
     after = requests.get(f"http://127.0.0.1:{stack.blue_port}/health", timeout=5).json()["live"]["requests"]
     assert after - before == 3
+
+
+def test_a_shadow_mirrors_and_pairs_every_protocols_predictions(shipped_models, tmp_path):
+    with Stack(tmp_path, shipped_models) as stack:
+        stack.cli("shadow", "start", "v1.1.0", "--sample", "100")
+        calls = [("/predict", {"x": ROWS[1].tolist()}), ("/v1/models/iris:predict", {"instances": ROWS.tolist()}),
+                 ("/invocations", {"instances": ROWS.tolist()}),
+                 ("/v2/models/iris/infer", {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
+                                                        "data": ROWS.reshape(-1).tolist()}]})]
+        with requests.Session() as session:
+            for _ in range(5):
+                for path, body in calls:
+                    answer = session.post(stack.front + path, json=body, timeout=5)
+                    assert answer.status_code == 200 and answer.headers["X-Color"] == "blue", (path, answer.text)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            report = json.loads(stack.cli("shadow", "report", "--json").stdout)
+            if report["paired"] >= 20:
+                break
+            time.sleep(0.5)
+        assert report["sampled"] == 20 and report["paired"] == 20, report
+        assert report["shadow"]["errors"] == report["active"]["errors"] == 0
+        stack.cli("shadow", "stop")
