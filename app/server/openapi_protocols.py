@@ -2,15 +2,16 @@
 
 Each protocol's routes with its own request and answer shapes: the Open Inference Protocol
 v2, KServe v1 and MLflow's scoring server. Their errors keep the ``Error`` shape (MLflow's
-add ``error_code`` and ``message``).
+add ``error_code`` and ``message`` to it).
 """
 
 from __future__ import annotations
 
 from app.server.oip import NUMERIC, OUTPUTS
 
+# MLflow's errors add error_code and message to the Error shape; nginx's and Flask's own
+# answers on the same paths (405, 413, 429, a pin no color serves) are the Error shape.
 ERROR = {"$ref": "#/components/schemas/Error"}
-MLFLOW_ERROR = {"$ref": "#/components/schemas/MlflowError"}
 
 
 def _answers(ok: dict, error: dict, *statuses: str) -> dict:
@@ -122,12 +123,12 @@ def protocol_paths(model_name: str, feature_names: list[str], n_classes: int, ma
                                                           "text/csv": {"schema": {"type": "string"}}}},
             "responses": _answers(_json({"type": "object", "required": ["predictions"], "properties": {
                 "predictions": {"type": "array", "items": {"type": "string"}}}}, "one label per row"),
-                MLFLOW_ERROR, "400", "404", "413", "415", "429")}},
+                ERROR, "400", "404", "413", "415", "429")}},
         "/ping": {"get": {"operationId": "mlflowPing", "summary": "MLflow scoring server: 200 once ready",
-                          "responses": _answers(_json({"type": "object"}, "ready"), MLFLOW_ERROR, "503")}},
+                          "responses": _answers(_json({"type": "object"}, "ready"), ERROR, "503")}},
         "/version": {"get": {"operationId": "mlflowVersion", "summary": "the model version this color serves",
                              "responses": _answers({"description": "the version", "content": {
-                                 "text/plain": {"schema": {"type": "string"}}}}, MLFLOW_ERROR)}},
+                                 "text/plain": {"schema": {"type": "string"}}}}, ERROR)}},
     }
 
 
@@ -139,10 +140,6 @@ def protocol_schemas(n_features: int, n_classes: int, max_rows: int, max_abs: fl
     return {
         "Value": {"type": "number", "minimum": -max_abs, "maximum": max_abs},
         "Rows": {"type": "array", "items": {"$ref": "#/components/schemas/Row"}, "minItems": 1, "maxItems": max_rows},
-        "MlflowError": {"type": "object", "required": ["error_code", "message", "error", "status"],
-                        "properties": {"error_code": {"type": "string"}, "message": {"type": "string"},
-                                       "error": {"type": "string"},
-                                       "status": {"type": "integer", "minimum": 300, "maximum": 599}}},
         "ModelMetadata": {"type": "object", "required": ["name", "versions", "platform", "inputs", "outputs"],
                           "properties": {"inputs": {"type": "array", "items": tensor},
                                          "outputs": {"type": "array", "items": tensor}}},
