@@ -78,8 +78,9 @@ def json_rows(srv, raw: bytes) -> np.ndarray:
         if not isinstance(value, dict) or "data" not in value:
             raise InvalidInput('"dataframe_split" must be an object with "data" (a list of rows) and "columns"')
         rows = parse_table(value["data"], '"dataframe_split"."data"', n, max_rows, limit, raw)
-        columns = value.get("columns")
-        return rows if columns is None else rows[:, feature_order(srv, columns, '"dataframe_split"."columns"')]
+        if "columns" not in value:
+            return rows
+        return rows[:, feature_order(srv, value["columns"], '"dataframe_split"."columns"')]
     if field == "dataframe_records":
         return parse_table(records_as_rows(srv, value), '"dataframe_records"', n, max_rows, limit, raw)
     return parse_table(value, f'"{field}"', n, max_rows, limit, raw)

@@ -148,7 +148,7 @@ def build_openapi(version: str, n_features: int, class_names: list[str], max_row
                 "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "the document"),
                               **_errors()},
             }},
-            **protocol_paths(model_name, feature_names, len(class_names), max_rows),
+            **protocol_paths(model_name, version, feature_names, len(class_names), max_rows),
         },
         "components": {
             "securitySchemes": {

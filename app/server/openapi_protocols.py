@@ -31,8 +31,9 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _param(name: str, value: str) -> dict:
+    # The one value this color serves, so a fuzzer reaches the model; any other is a 404.
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "enum": [value]}}
 
 
 PIN = {"name": "X-Model-Version", "in": "header", "required": False, "schema": {"type": "string"},
@@ -40,12 +41,12 @@ PIN = {"name": "X-Model-Version", "in": "header", "required": False, "schema": {
                       "serves another version answers 404"}
 
 
-def protocol_paths(model_name: str, feature_names: list[str], n_classes: int, max_rows: int) -> dict:
+def protocol_paths(model_name: str, version: str, feature_names: list[str], n_classes: int, max_rows: int) -> dict:
     """The paths of the inference protocols (the schemas they name are in ``protocol_schemas``)."""
     rows = {"$ref": "#/components/schemas/Rows"}
     ready = {"type": "object", "required": ["ready"], "properties": {"ready": {"const": True}}}
-    model = [_param("name")]
-    versioned = [_param("name"), _param("version")]
+    model = [_param("name", model_name)]
+    versioned = [_param("name", model_name), _param("version", version)]
     metadata = _answers(_json({"$ref": "#/components/schemas/ModelMetadata"}, "the model's input and outputs"),
                         ERROR, "404")
     model_ready = _answers(_json({"type": "object", "required": ["name", "ready"]}, "ready"), ERROR, "404", "503")

@@ -7,8 +7,16 @@ routes itself, found by ``match_hot`` without Flask's URL map. Both run the same
 
 from __future__ import annotations
 
+from werkzeug.routing import BaseConverter
+
 from app.server import endpoints, kserve_v1, mlflow_scoring, native, oip
 from app.server.calls import Route
+
+
+class ModelNameConverter(BaseConverter):
+    """``<model:name>``: a path segment without a colon."""
+
+    regex = "[^/:]+"
 
 PREDICT = Route(endpoints.PREDICT, native.predict)
 OIP_INFER = Route(endpoints.OIP_INFER, oip.infer)
@@ -32,7 +40,8 @@ ROUTES = [
     ("GET", "/v2/models/<name>/ready", Route("/v2/models/<name>/ready", oip.model_ready)),
     ("GET", "/v2/models/<name>/versions/<version>/ready", Route("/v2/models/<name>/versions/<version>/ready",
                                                                 oip.model_ready)),
-    ("GET", "/v1/models/<name>", Route("/v1/models/<name>", kserve_v1.metadata)),
+    # A model name has no colon here: /v1/models/iris:predict is the POST route's alone.
+    ("GET", "/v1/models/<model:name>", Route("/v1/models/<model:name>", kserve_v1.metadata)),
     ("GET", "/ping", Route("/ping", mlflow_scoring.ping, mlflow_scoring.error, pinned=False)),
     ("GET", "/version", Route("/version", mlflow_scoring.version, mlflow_scoring.error, pinned=False)),
 ]

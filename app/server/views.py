@@ -16,7 +16,7 @@ from app.server.auth import require_bearer
 from app.server.calls import Call, answer, check_pin
 from app.server.exchange import REQUEST_ID, Exchange
 from app.server.responses import json_response
-from app.server.routes import ROUTES
+from app.server.routes import ROUTES, ModelNameConverter
 from app.server.serving import ModelServer
 from app.server.validation import check_content_type, parse_json_object, parse_labels, parse_rows
 
@@ -76,6 +76,11 @@ def route_view(route):
         return Response(reply.body, status=reply.status, content_type=reply.content_type, headers=list(reply.headers))
 
     return view
+
+
+@bp.record_once
+def add_converters(state) -> None:
+    state.app.url_map.converters["model"] = ModelNameConverter
 
 
 for _index, (_method, _rule, _route) in enumerate(ROUTES):
