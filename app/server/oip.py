@@ -131,7 +131,7 @@ def read_input(srv, request: dict, head: bytes, binary: bytes) -> tuple[str, np.
     if (not isinstance(shape, list) or len(shape) != 2 or not all(type(d) is int for d in shape)
             or shape[1] != n or not 1 <= shape[0] <= max_rows):
         raise InvalidInput(f"{where} must have shape [N, {n}] with N from 1 to {max_rows}; got {shape!r}"[:300])
-    if datatype not in NUMERIC:
+    if not isinstance(datatype, str) or datatype not in NUMERIC:
         raise InvalidInput(f"{where} has datatype {str(datatype)[:16]!r}; expected one of {', '.join(NUMERIC)}")
     parameters = _object(tensor.get("parameters"), f'{where} "parameters"')
     size = parameters.get("binary_data_size")

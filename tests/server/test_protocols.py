@@ -82,6 +82,7 @@ def test_oip_infer_with_binary_tensors(client):
 @pytest.mark.parametrize("body, error", [
     ({"inputs": []}, '"inputs" must be a list of one input tensor'),
     (oip_json([ROW], datatype="BYTES"), 'input "input" has datatype \'BYTES\''),
+    (oip_json([ROW], datatype={}), 'input "input" has datatype \'{}\''),
     ({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
      'input "input" must have shape [N, 4]'),
     ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}]},
