@@ -1,8 +1,9 @@
 """Baselines the benchmark (utils/benchmark.py) serves beside the stack, in one run.
 
-* ``trivial``: an empty Flask endpoint (no hooks, no metrics), run under gunicorn gthread
-  with the colors' workers and threads, behind a plain nginx with upstream keep-alive: the
-  ceiling the hot path is measured against.
+* ``trivial``: an empty Flask endpoint on every path (no hooks, no metrics, the body not
+  even read), run under gunicorn gthread with the colors' workers and threads, behind a
+  plain nginx with upstream keep-alive and behind the front door's own config: the
+  ceilings the hot path is measured against.
 * ``original``: a stand-in for the project's original single-file app: Flask's development
   server, the RandomForest unpickled with joblib and called through scikit-learn on every
   request, JSON in and out (``python utils/bench_apps.py original MODEL_FILE PORT``).
@@ -17,8 +18,9 @@ from flask import Flask, jsonify, request
 trivial = Flask("trivial")
 
 
-@trivial.get("/")
-def empty():
+@trivial.route("/", defaults={"path": ""}, methods=["GET", "POST"])
+@trivial.route("/<path:path>", methods=["GET", "POST"])
+def empty(path):
     return "ok"
 
 

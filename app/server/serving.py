@@ -89,7 +89,7 @@ class ModelServer:
     def class_names(self) -> list[str]:
         return self.card["class_names"]
 
-    @property
+    @cached_property
     def input_limit(self) -> InputLimit:
         """The magnitude the predictor's input type represents; validation refuses more."""
         return InputLimit.of(self.predictor.input_dtype)
@@ -106,9 +106,7 @@ class ModelServer:
         """
         where = where or (lambda i: '"x"' if single else f'"instances"[{i}]')
         try:
-            # A non-finite answer is judged below; numpy need not warn about it.
-            with np.errstate(all="ignore"):
-                probabilities = np.asarray(self.predictor.predict_proba(rows))
+            probabilities = np.asarray(self.predictor.predict_proba(rows))
         except Exception as exc:
             raise ModelFailure(f"model {self.model_name} {self.version} failed on this input "
                                f"({type(exc).__name__}: {str(exc)[:200]}); the model is at fault, "
@@ -116,9 +114,8 @@ class ModelServer:
         if probabilities.ndim != 2 or probabilities.shape != (len(rows), len(self.class_names)):
             raise ModelFailure(f"model {self.model_name} {self.version} answered probabilities of shape "
                                f"{probabilities.shape} for {len(rows)} rows and {len(self.class_names)} classes")
-        finite = np.isfinite(probabilities).all(axis=1)
-        if not finite.all():
-            i = int(np.argmin(finite))
+        if not np.isfinite(probabilities).all():
+            i = int(np.argmin(np.isfinite(probabilities).all(axis=1)))
             largest = float(np.abs(rows[i]).max())
             if largest > OVERFLOW_FACTOR * self.training_scale:
                 raise InvalidInput(
@@ -137,9 +134,12 @@ class ModelServer:
         names = self.class_names
         labels = [names[i] for i in winners.tolist()]
         # One increment per class seen in this request, not one per row.
-        for index, count in enumerate(np.bincount(winners, minlength=len(names)).tolist()):
-            if count:
-                self.metrics.prediction_counter(names[index]).inc(count)
+        if len(labels) == 1:
+            self.metrics.prediction_counter(labels[0]).inc()
+        else:
+            for index, count in enumerate(np.bincount(winners, minlength=len(names)).tolist()):
+                if count:
+                    self.metrics.prediction_counter(names[index]).inc(count)
         return labels, probabilities
 
     def warm_up(self) -> None:
