@@ -1,7 +1,10 @@
-"""HTTP API: thin views over ``ModelServer``.
+"""HTTP API: thin views over ``ModelServer``, and Flask's entry point to every inference route.
 
+The inference routes (``app/server/routes.py``) run the same ``Route`` handlers here as in
+the hot path (``app/server/hotpath.py``), which answers their POSTs in front of Flask when
+``FAST_PATH`` is on; Flask's hooks do the ``Exchange``'s bookkeeping for what Flask answers.
 Every response carries ``X-Model-Version``, ``X-Color`` and ``X-Request-ID``; every
-non-2xx body has the JSON shape of ``app.errors``.
+non-2xx body has the JSON shape of ``app.errors`` (or the protocol's own, which extends it).
 """
 
 from __future__ import annotations
