@@ -71,11 +71,11 @@ def test_a_model_that_raises_is_a_500_naming_it(shipped_models, monkeypatch):
     predictor = app.extensions["model_server"].predictor
 
     def broken(rows):
-        raise RuntimeError("the session is gone")
+        raise RuntimeError("the runtime is gone")
 
     monkeypatch.setattr(predictor, "predict_proba", broken)
     response = app.test_client().post("/predict", json={"x": [5.1, 3.5, 1.4, 0.2]})
     assert response.status_code == 500
-    assert response.get_json()["error"] == ("model iris v1.1.0 failed on this input (RuntimeError: the session is "
+    assert response.get_json()["error"] == ("model iris v1.1.0 failed on this input (RuntimeError: the runtime is "
                                             "gone); the model is at fault, not the request")
     assert app.test_client().get("/health").get_json()["live"]["server_errors"] == 1
