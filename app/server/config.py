@@ -36,6 +36,11 @@ DEFAULTS = {
     "METRICS_TOKEN": "",
     # Where the shadow report's records go ("": beside the Prometheus files, or in memory).
     "RECORD_DIR": "",
+    # The name the inference protocols address the model by ("": the card's, else "iris").
+    "MODEL_NAME": "",
+    # "on": the prediction routes are answered by a WSGI callable in front of Flask
+    # (app/server/hotpath.py); "off": by Flask's views, the same code behind Flask.
+    "FAST_PATH": "on",
 }
 
 # Environment variable -> (setting, converter).
@@ -52,6 +57,8 @@ ENVIRONMENT = {
     "FEEDBACK_TOKEN": ("FEEDBACK_TOKEN", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str),
     "RECORD_DIR": ("RECORD_DIR", str),
+    "MODEL_NAME": ("MODEL_NAME", str),
+    "FAST_PATH": ("FAST_PATH", str),
 }
 
 
@@ -92,6 +99,8 @@ def load_settings(overrides: dict | None = None, environ=None) -> dict:
     settings.update(overrides or {})
     if settings["PREDICTOR"] not in ("auto", "sklearn"):
         raise ValueError(f"PREDICTOR must be 'auto' or 'sklearn', not {settings['PREDICTOR']!r}")
+    if settings["FAST_PATH"] not in ("on", "off"):
+        raise ValueError(f"FAST_PATH must be 'on' or 'off', not {settings['FAST_PATH']!r}")
     for name in ("FEEDBACK_TOKEN", "METRICS_TOKEN"):
         check_token(name, settings[name])
     return settings
