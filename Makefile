@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup venv models nginx run serve test test-unit lint load bench clean test-containers
+.PHONY: setup venv models nginx chromium prometheus run serve test test-unit lint load bench clean test-containers
 
 setup: $(VENV)/.installed models
 
@@ -25,6 +25,18 @@ models: $(VENV)/.installed
 nginx:
 	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y nginx; }
+
+# The browser the dashboard's and the drift report's tests open pages in (headless).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	    chromium fonts-dejavu-core; }
+
+# Prometheus and promtool, for the shipped scrape config and rules (deploy/prometheus) and their tests.
+prometheus:
+	@{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+	    prometheus; }
 
 # The whole local stack: both colors under gunicorn and nginx on loopback, blue active.
 run: setup nginx
@@ -48,7 +60,7 @@ TEST_TMPDIR ?= $(shell [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || ec
 # on the processes they start); TEST_WORKERS=0 runs it in this one process. Tests go out at
 # most two at a time, the longest first (tests/conftest.py), so that workers finish together.
 TEST_WORKERS ?= 4
-test: setup nginx lint
+test: setup nginx chromium prometheus lint
 	TMPDIR=$(TEST_TMPDIR) $(BIN)/pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 2
 
 # Every test that needs no nginx, no gunicorn and no trained model: tests/conftest.py marks

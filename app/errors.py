@@ -42,6 +42,18 @@ class Forbidden(ApiError):
     status = 403
 
 
+class NotFound(ApiError):
+    """The request names a model or a version this server does not serve."""
+
+    status = 404
+
+
+class RequestTooLarge(ApiError):
+    """The request body is over the server's limit."""
+
+    status = 413
+
+
 class UnsupportedMediaType(ApiError):
     """The request body is sent with a content type the endpoint does not read."""
 
@@ -52,6 +64,15 @@ class ModelNotReady(ApiError):
     """The server is draining: it was told to stop (``/ready`` answers 503)."""
 
     status = 503
+
+
+class ModelFailure(ApiError):
+    """The model raised, or answered something that is not a number, for a well-formed input.
+
+    The model's failure, not the client's: a 5xx that counts as the version's server error.
+    """
+
+    status = 500
 
 
 class ModelLoadError(Exception):

@@ -11,16 +11,28 @@ Measures, side by side in one run:
 Load comes from wrk (Debian package `wrk`; `make bench` installs it), one thread, in its own
 process. Every figure is from this run; ratios compare figures from this run only.
 
+  * beside them, in the same rounds: an empty Flask endpoint on gunicorn gthread behind a
+    plain nginx with upstream keep-alive, a stand-in for the original single-file app
+    (Flask's development server, scikit-learn per request; utils/bench_apps.py), the Open
+    Inference Protocol v2 infer through the front door, 1000-row batches (rows/s), and,
+    with ``--mlserver``, MLServer serving the same RandomForest artifact (single rows and
+    1000-row batches over the same protocol).
+
 Usage: .venv/bin/python utils/benchmark.py [--seconds 8] [--rounds 3] [--connections 16]
-                                            [--workers 2] [--threads 4]
+                                            [--workers 2] [--threads 4] [--mlserver PATH]
+
+``--mlserver``: the ``mlserver`` executable of a separate environment (MLServer 1.7.1 and
+mlserver-sklearn with this project's scikit-learn version), never this project's.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -39,9 +51,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.artifacts.loading import load_model  # noqa: E402
+from app.control.config import load_config  # noqa: E402
+from app.control.nginx_render import render_config, render_context  # noqa: E402
 from app.server.predictors import SklearnPredictor, build_predictor  # noqa: E402
 from app.training.data import holdout  # noqa: E402
-from utils.local_stack import LocalStack  # noqa: E402
+from utils.local_stack import LocalStack, free_ports  # noqa: E402
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -81,13 +95,29 @@ WRK_POST = """wrk.method = "POST"
 wrk.body = '{"x": [5.1, 3.5, 1.4, 0.2]}'
 wrk.headers["Content-Type"] = "application/json"
 """
+BATCH = (np.tile(holdout()[0], (23, 1))[:1000]).round(2).tolist()
 
 
-def wrk(url: str, seconds: int, connections: int, post: bool, script_dir: Path) -> dict:
+def oip_body(rows: list) -> str:
+    return json.dumps({"inputs": [{"name": "input", "shape": [len(rows), 4], "datatype": "FP64",
+                                   "data": [v for row in rows for v in row]}]})
+
+
+BODIES = {
+    True: WRK_POST,
+    "oip": f"wrk.method = 'POST'\nwrk.body = '{oip_body([ROW])}'\nwrk.headers['Content-Type'] = 'application/json'\n",
+    "oip-batch": f"wrk.method = 'POST'\nwrk.body = '{oip_body(BATCH)}'\n"
+                 "wrk.headers['Content-Type'] = 'application/json'\n",
+    "batch": f"wrk.method = 'POST'\nwrk.body = '{json.dumps({'instances': BATCH})}'\n"
+             "wrk.headers['Content-Type'] = 'application/json'\n",
+}
+
+
+def wrk(url: str, seconds: int, connections: int, post, script_dir: Path) -> dict:
     command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", url]
     if post:
-        script = script_dir / "post.lua"
-        script.write_text(WRK_POST)
+        script = script_dir / f"post-{post}.lua"
+        script.write_text(BODIES[post])
         command[1:1] = ["-s", str(script)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
 
@@ -169,6 +199,130 @@ def measure_rollback(stack: LocalStack) -> dict:
     return rollback[-1]
 
 
+PLAIN_NGINX = """worker_processes auto;
+daemon on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {d}/access.log combined buffer=64k flush=1s;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    upstream trivial {{ server 127.0.0.1:{app}; keepalive 32; keepalive_timeout 4s; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://trivial;
+        }}
+    }}
+}}
+"""
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f}s")
+
+
+def front_door_for(directory: Path, port: int) -> tuple[list[str], int]:
+    """The front door's own nginx config (nginx/nginx.conf.j2, rendered by the controller's
+    renderer) with blue on ``port``: the nginx command that runs it, and its front port."""
+    front, preview, green = free_ports(3)
+    run_dir = directory / "front-run"
+    nginx_dir = run_dir / "nginx"
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (nginx_dir / "tmp" / name).mkdir(parents=True, exist_ok=True)
+    toml = directory / "front.toml"
+    toml.write_text(f'run_dir = "{run_dir}"\n[nginx]\nport = {front}\npreview_port = {preview}\n'
+                    f"[colors.blue]\nports = [{port}]\n[colors.green]\nports = [{green}]\n")
+    user = (f"{pwd.getpwuid(os.getuid()).pw_name} {grp.getgrgid(os.getgid()).gr_name}"
+            if os.geteuid() == 0 else "")
+    context = render_context(load_config(str(toml), environ={}), str(nginx_dir), f"{nginx_dir}/active-green", user)
+    (nginx_dir / "nginx.conf").write_text(render_config((ROOT / "nginx" / "nginx.conf.j2").read_text(), context))
+    return ["nginx", "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e",
+            str(nginx_dir / "error.log")], front
+
+
+@contextlib.contextmanager
+def baselines(directory: Path, workers: int, threads: int, mlserver: str | None):
+    """The trivial Flask endpoint behind a plain nginx, the original app's stand-in and, when
+    given, MLServer: started once, stopped at the end (each by its own process)."""
+    trivial_port, nginx_port, original_port, ml_http, ml_grpc, ml_metrics = free_ports(6)
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    processes = [subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-k", "gthread", "-w", str(workers), "--threads", str(threads),
+         "--keep-alive", "10", "-b", f"127.0.0.1:{trivial_port}", "utils.bench_apps:trivial"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    artifact = ROOT / "models" / "iris_model_v1.0.0.joblib"
+    processes.append(subprocess.Popen([sys.executable, "utils/bench_apps.py", "original", str(artifact),
+                                       str(original_port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+    nginx_dir = directory / "plain-nginx"
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (nginx_dir / name).mkdir(parents=True, exist_ok=True)
+    (nginx_dir / "nginx.conf").write_text(PLAIN_NGINX.format(d=nginx_dir, app=trivial_port, port=nginx_port))
+    nginx = ["nginx", "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf"), "-e", str(nginx_dir / "error.log")]
+    front_nginx, front_port = front_door_for(directory, trivial_port)
+    urls = {"trivial": f"http://127.0.0.1:{nginx_port}/", "original": f"http://127.0.0.1:{original_port}/predict",
+            "trivial_front": f"http://127.0.0.1:{front_port}/predict"}
+    try:
+        subprocess.run(nginx, check=True, timeout=30)
+        subprocess.run(front_nginx, check=True, timeout=30)
+        if mlserver:
+            model_dir = directory / "mlserver" / "iris"
+            model_dir.mkdir(parents=True)
+            shutil.copy(artifact, model_dir / "model.joblib")
+            (model_dir / "model-settings.json").write_text(json.dumps({
+                "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1.0.0"}}))
+            # parallel_workers 0: MLServer's worker pool did not start on Python 3.11 here.
+            (directory / "mlserver" / "settings.json").write_text(json.dumps({
+                "http_port": ml_http, "grpc_port": ml_grpc, "metrics_port": ml_metrics, "parallel_workers": 0,
+                "host": "127.0.0.1"}))
+            processes.append(subprocess.Popen([mlserver, "start", str(directory / "mlserver")], cwd=directory,
+                                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            urls["mlserver"] = f"http://127.0.0.1:{ml_http}/v2/models/iris/infer"
+            wait_for(f"http://127.0.0.1:{ml_http}/v2/models/iris/ready", 120)
+        wait_for(urls["trivial"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.post(urls["original"], json={"x": ROW}, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield urls
+    finally:
+        subprocess.run([*nginx, "-s", "quit"], timeout=30, check=False)
+        subprocess.run([*front_nginx, "-s", "quit"], timeout=30, check=False)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+EMPTY_FLASK = "empty Flask endpoint, gunicorn gthread, behind a plain nginx (keep-alive)"
+EMPTY_FLASK_FRONT = "empty Flask endpoint, gunicorn gthread, behind the front door's own nginx config, POST /predict"
+ORIGINAL = "original single-file app (stand-in: Flask dev server, scikit-learn RandomForest), POST /predict"
+OIP_FRONT = "OIP v2 infer, 1 row, front door, blue"
+BATCH_FRONT = "POST /predict, 1000-row batch, front door, blue"
+OIP_BATCH_FRONT = "OIP v2 infer, 1000-row batch, front door, blue"
+MLSERVER = "MLServer 1.7.1 (mlserver-sklearn, same artifact), OIP v2 infer, 1 row"
+MLSERVER_BATCH = "MLServer 1.7.1, OIP v2 infer, 1000-row batch"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="One-run benchmark; prints a markdown table.")
     parser.add_argument("--seconds", type=int, default=8)
@@ -178,6 +332,7 @@ def main(argv=None) -> int:
     parser.add_argument("--switches", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the HTTP runs")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--mlserver", help="the mlserver executable of a separate environment (optional)")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("wrk is not installed: run `make bench` (it installs the Debian package) or apt-get install wrk",
@@ -200,6 +355,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bluegreen-bench-") as tmp:
         stack = bench_stack(Path(tmp), args.workers, args.threads)
         stack.cli("up")
+        others = baselines(Path(tmp), args.workers, args.threads, args.mlserver)
+        urls = others.__enter__()
         try:
             front = stack.front
             direct = f"http://127.0.0.1:{stack.blue_port}"
@@ -215,7 +372,16 @@ def main(argv=None) -> int:
                 ("POST /predict, direct to gunicorn blue", "blue", direct + "/predict", True, args.connections),
                 ("GET /health, front door, blue", "blue", front + "/health", False, args.connections),
             ] + [(f"POST /predict, front door, blue, {c} connection(s)", "blue", front + "/predict", True, c)
-                 for c in (1, 2, 4)]
+                 for c in (1, 2, 4)] + [
+                (EMPTY_FLASK, "blue", urls["trivial"], False, args.connections),
+                (EMPTY_FLASK_FRONT, "blue", urls["trivial_front"], True, args.connections),
+                (ORIGINAL, "blue", urls["original"], True, args.connections),
+                (OIP_FRONT, "blue", front + "/v2/models/iris/infer", "oip", args.connections),
+                (BATCH_FRONT, "blue", front + "/predict", "batch", args.connections),
+                (OIP_BATCH_FRONT, "blue", front + "/v2/models/iris/infer", "oip-batch", args.connections),
+            ] + ([(MLSERVER, "blue", urls["mlserver"], "oip", args.connections),
+                  (MLSERVER_BATCH, "blue", urls["mlserver"], "oip-batch", args.connections)]
+                 if "mlserver" in urls else [])
             results: dict[str, list] = {name: [] for name, *_ in scenarios}
             # Rounds interleave the scenarios, so a noisy moment hits all of them alike;
             # each figure is the median over the rounds.
@@ -232,11 +398,12 @@ def main(argv=None) -> int:
                        key=lambda r: abs(r["rps"] / blue["rps"] - 0.5))
             stack.cli("switch", "blue")
             print(f"## HTTP (wrk; median of {args.rounds} interleaved rounds)\n")
-            print("| what | connections | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
-            print("|---|---|---|---|---|---|---|")
+            print("| what | connections | req/s | rows/s | p50 ms | p99 ms | non-2xx | socket errors |")
+            print("|---|---|---|---|---|---|---|---|")
             for name, r in runs:
-                print(f"| {name} | {r['connections']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                      f"{r['non2xx']} | {r['socket_errors'] or '-'} |")
+                rows = r["rps"] * (1000 if "1000-row" in name else 1)
+                print(f"| {name} | {r['connections']} | {r['rps']:.0f} | {rows:.0f} | {r['p50']:.2f} | "
+                      f"{r['p99']:.2f} | {r['non2xx']} | {r['socket_errors'] or '-'} |")
             print()
 
             durations, walls = [], []
@@ -250,6 +417,7 @@ def main(argv=None) -> int:
             memory = {color: color_memory(stack.gunicorn_pids(color)) for color in ("blue", "green")}
             rollbacks = [measure_rollback(stack)["since_ms"] for _ in range(3)]
         finally:
+            others.__exit__(None, None, None)
             stack.cli("down", check=False)
 
     print("## Controller and memory\n")
@@ -281,6 +449,23 @@ def main(argv=None) -> int:
               f"{half['p99']:.2f} ms at {half['rps']:.0f} req/s "
               f"({half['rps'] / blue['rps']:.2f}× peak, {half['connections']} connections) | "
               f"{'yes' if half['p99'] <= 10 else 'no'} |")
+    for name, behind in ((EMPTY_FLASK_FRONT, "the same front door config"), (EMPTY_FLASK, "a plain nginx")):
+        empty = by_name[name]
+        ratio = blue["rps"] / empty["rps"]
+        print(f"| /predict single row through the front door ≥ 1.0× an empty Flask endpoint behind {behind} | "
+              f"{ratio:.2f}× ({blue['rps']:.0f} / {empty['rps']:.0f} req/s) | {'yes' if ratio >= 1.0 else 'no'} |")
+    original = by_name[ORIGINAL]
+    ratio = blue["rps"] / original["rps"]
+    print(f"| /predict through the front door ≥ 40× the original single-file app | {ratio:.1f}× "
+          f"({blue['rps']:.0f} / {original['rps']:.0f} req/s) | {'yes' if ratio >= 40 else 'no'} |")
+    if MLSERVER in by_name:
+        oip, ml = by_name[OIP_FRONT], by_name[MLSERVER]
+        ratio = oip["rps"] / ml["rps"]
+        print(f"| OIP v2 infer through the front door ≥ 25× MLServer on the same artifact | {ratio:.1f}× "
+              f"({oip['rps']:.0f} / {ml['rps']:.0f} req/s) | {'yes' if ratio >= 25 else 'no'} |")
+        ours, theirs = by_name[OIP_BATCH_FRONT]["rps"] * 1000, by_name[MLSERVER_BATCH]["rps"] * 1000
+        print(f"| 1000-row batches, OIP v2 infer: rows/s, front door vs MLServer (reported) | "
+              f"{ours:.0f} vs {theirs:.0f} rows/s ({ours / theirs:.1f}×) | - |")
     median_switch = statistics.median(durations)
     print(f"| switch ≤ 1 s | {median_switch:.0f} ms | {'yes' if median_switch <= 1000 else 'no'} |")
     median_rollback = statistics.median(rollbacks)

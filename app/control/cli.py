@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import traceback
+from pathlib import Path
 
 from app.control.config import COLORS
 from app.errors import ControllerError, ModelLoadError
@@ -84,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     shadow_sub.add_parser("stop", help="stop mirroring (the report stays readable)")
     watch = sub.add_parser("watch", help="poll the active color; roll back automatically when it fails")
     watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until stopped)")
+    sub.add_parser("dashboard", help="serve a read-only page of this stack's rollout on [dashboard] host:port "
+                                     "(127.0.0.1:8090), refreshed by itself")
+    drift = sub.add_parser("drift", help="compare a color's live inputs with its model's training data; exit 1 "
+                                         "on drift")
+    drift.add_argument("--color", choices=COLORS, help="the color whose prediction log to read (default: the "
+                                                       "active one)")
+    drift.add_argument("--since", metavar="DURATION", help="only rows of the last DURATION (30s, 15m, 2h, 1d; "
+                                                           "default: all the color kept)")
+    drift.add_argument("--json", action="store_true")
+    drift.add_argument("--html", metavar="FILE", help="also write the report, with a plot per feature, to FILE")
     return parser
 
 
@@ -203,6 +214,10 @@ def look(controller, args, config) -> int:
 
         report = ShadowControl(controller).report()
         print(json.dumps(report, indent=2)) if args.json else print(describe(report))
+    elif args.command == "dashboard":
+        return dashboard(controller)
+    elif args.command == "drift":
+        return drift(controller, args)
     elif args.command == "register":
         from app.control.offline import run_training
 
@@ -210,6 +225,42 @@ def look(controller, args, config) -> int:
         print(run_training(config.models_dir, "register", args.version, os.path.abspath(args.model_file),
                            *(["--json"] if args.json else []), *(["--trust-pickle"] if args.trust_pickle else [])),
               end="")
+    return 0
+
+
+def dashboard(controller) -> int:
+    import signal
+
+    from app.control.dashboard import serve
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve(controller)
+    except KeyboardInterrupt:
+        print("dashboard stopped")
+    return 0
+
+
+def drift(controller, args) -> int:
+    from app.control.drift import describe, drift, parse_duration
+
+    config = controller.ctx.config
+    color = args.color or controller.ctx.proxy.routed_color()
+    report = drift(config, color, parse_duration(args.since) if args.since else None)
+    if args.html:
+        from app.artifacts.fsutil import atomic_write_bytes
+        from app.control.drift_html import render_html
+
+        try:
+            atomic_write_bytes(Path(args.html), render_html(report).encode())
+        except OSError as exc:
+            raise ControllerError(f"{args.html}: cannot write the report ({exc.strerror})") from exc
+    print(json.dumps(report.to_json(), indent=2)) if args.json else print(describe(report))
+    if report.drifted:
+        raise ControllerError(f"{report.verdict}: {report.reason}")
     return 0
 
 

@@ -4,7 +4,8 @@ Defaults (the dataclasses below), then a TOML file (``bluegreen.toml`` in the wo
 directory when present, or ``--config FILE``), then environment overrides:
 ``BLUEGREEN_RUN_DIR``, ``BLUEGREEN_HOST`` (default 127.0.0.1), ``BLUEGREEN_PORT`` (front
 door), ``BLUEGREEN_PREVIEW_PORT``, ``BLUEGREEN_BLUE_PORT`` and ``BLUEGREEN_GREEN_PORT``
-(comma-separated for several replicas).
+(comma-separated for several replicas), ``BLUEGREEN_DASHBOARD_HOST`` and
+``BLUEGREEN_DASHBOARD_PORT`` (`bluegreen dashboard`).
 
 Every setting has a type. A wrong type, an unknown key, a value out of range, or a rule
 that spans settings (nginx must close idle upstream connections before gunicorn does) is
@@ -264,6 +265,33 @@ class BakeSettings:
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """`bluegreen dashboard`: a read-only page on an admin address, loopback by default.
+
+    Anywhere else it needs a token (``BLUEGREEN_DASHBOARD_TOKEN``, or
+    ``<run_dir>/dashboard.token``, made when missing)."""
+
+    host: str = check(_host, "127.0.0.1")
+    port: int = check(_port, 8090)
+    # How often the page asks for the state, in seconds.
+    refresh: float = check(_positive, 1.0)
+    # History events shown.
+    events: int = check(_positive, 15)
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """`bluegreen drift`: live inputs against the card's training data (docs/adr/0014)."""
+
+    # No verdict below this many live rows (inconclusive, exit 1).
+    min_rows: int = check(_positive, 200)
+    # PSI at or above it is drift (0.1-0.25 moderate, above 0.25 shifted).
+    max_psi: float = check(_positive, 0.25)
+    # The two-sample tests' confidence for the whole report (split over the features).
+    confidence: float = check(_confidence, 0.99)
+
+
+@dataclass(frozen=True)
 class RuntimeCommands:
     """Command lines of the commands runtime; ``$color``, ``$other``, ``$version``, ``$conf``."""
 
@@ -305,6 +333,8 @@ class StackConfig:
     gates: GateSettings
     bake: BakeSettings
     runtime: RuntimeSettings
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
     source: str = "defaults"
     warnings: tuple[str, ...] = ()     # deprecated settings that were read and ignored
 
@@ -336,6 +366,7 @@ class StackConfig:
 SECTIONS = {
     "nginx": NginxSettings, "gunicorn": GunicornSettings, "switch": SwitchSettings,
     "gates": GateSettings, "bake": BakeSettings, "runtime": RuntimeSettings,
+    "dashboard": DashboardSettings, "drift": DriftSettings,
 }
 COLOR_DEFAULTS = {
     "blue": ColorSettings(ports=(8001,), version=SHIPPED_VERSIONS[0]),
@@ -443,7 +474,10 @@ def _apply_environment(table: dict, environ) -> None:
         table["run_dir"] = str(Path(environ["BLUEGREEN_RUN_DIR"]).resolve())  # relative to where we run
     if environ.get("BLUEGREEN_HOST"):
         table["host"] = environ["BLUEGREEN_HOST"]
-    targets = {"BLUEGREEN_PORT": (table["nginx"], "port"), "BLUEGREEN_PREVIEW_PORT": (table["nginx"], "preview_port")}
+    if environ.get("BLUEGREEN_DASHBOARD_HOST"):
+        table["dashboard"]["host"] = environ["BLUEGREEN_DASHBOARD_HOST"]
+    targets = {"BLUEGREEN_PORT": (table["nginx"], "port"), "BLUEGREEN_PREVIEW_PORT": (table["nginx"], "preview_port"),
+               "BLUEGREEN_DASHBOARD_PORT": (table["dashboard"], "port")}
     for name, (section, key) in targets.items():
         if environ.get(name):
             try:
@@ -500,6 +534,9 @@ def _check_rules(config: StackConfig) -> None:
     if len(set(ports)) != len(ports):
         raise ConfigError(f"config: ports must all differ (nginx.port, nginx.preview_port, colors.*.ports), "
                           f"got {ports}")
+    if config.dashboard.port in ports:
+        raise ConfigError(f"config: dashboard.port ({config.dashboard.port}) must differ from the stack's ports "
+                          f"{ports}")
     upstream = nginx_seconds(config.nginx.upstream_keepalive_timeout)
     if upstream >= config.gunicorn.keepalive:
         raise ConfigError(

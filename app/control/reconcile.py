@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from app.control import pins
 from app.control.config import COLORS, other_color
 from app.control.context import Context
 from app.control.events import Event, Failover, repair
@@ -60,6 +61,7 @@ class Reconciler:
             state = self.ctx.read_state()
             self.ctx.store.check_writable()
             self.reconcile_locked(state, repair_rollout)
+            pins.publish(self.ctx.config, state.versions)
             yield state
 
     @contextmanager

@@ -1,8 +1,9 @@
 """Where the rollout state and its history live, and the lock that serializes commands.
 
 ``<run_dir>/state.json`` holds the small ``RolloutState`` and is replaced atomically when
-the state changes. ``<run_dir>/history.jsonl`` is an append-only log of ``Event``s,
-rotated by size (``history.jsonl.1`` ... ``.3``). Reading never writes: a command that
+the state changes, and with it ``<run_dir>/nginx/rollout.prom``, the rollout as nginx serves
+it to a scraper (``exposition.py``). ``<run_dir>/history.jsonl`` is an append-only log of
+``Event``s, rotated by size (``history.jsonl.1`` ... ``.3``). Reading never writes: a command that
 only looks (``status``, ``history``, ``models``) changes no file.
 """
 
@@ -15,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.artifacts.fsutil import atomic_write_json
+from app.artifacts.fsutil import atomic_write_bytes, atomic_write_json
 from app.control.clock import Clock
 from app.control.events import Event
+from app.control.exposition import rollout_exposition
 from app.control.rollout import RolloutState
 from app.errors import ControllerError
 
@@ -39,6 +41,7 @@ class StateStore:
         self.promote_path = self.run_dir / "promote.json"
         self.window_path = self.run_dir / "window.json"
         self.failovers_path = self.run_dir / "failovers.json"
+        self.rollout_metrics_path = self.run_dir / "nginx" / "rollout.prom"
         self.history_max_bytes = history_max_bytes
         self.history_keep = history_keep
         self._legacy_history: list[dict] = []
@@ -97,6 +100,11 @@ class StateStore:
             atomic_write_json(self.path, state.to_json())
         except OSError as exc:
             raise ControllerError(f"{self.path}: cannot write the state ({exc.strerror})") from exc
+        try:  # what nginx serves a scraper about the rollout (exposition.py)
+            atomic_write_bytes(self.rollout_metrics_path, rollout_exposition(state).encode())
+        except OSError as exc:
+            raise ControllerError(f"{self.rollout_metrics_path}: cannot write the rollout's metrics ({exc.strerror}); "
+                                  "the state was saved") from exc
 
     # -- abort requests -----------------------------------------------------------------
     def request_abort(self, rollout_id: str, action: str) -> None:

@@ -1,9 +1,10 @@
-"""The feedback token the local colors require on POST /feedback.
+"""The feedback token the local colors require on POST /feedback, and the dashboard's.
 
 POST /feedback moves live accuracy, which can roll a version back, so the colors accept
 it only with a bearer token (docs/adr/0011-trust-boundary.md). Locally the token is
 ``<run_dir>/feedback.token`` (mode 0600, random, made once and kept across restarts), or
 the value of ``BLUEGREEN_FEEDBACK_TOKEN`` when that is set. ``bluegreen token`` prints it.
+`bluegreen dashboard` off loopback asks for a token made the same way (``secret``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def token_path(run_dir: Path) -> Path:
 
 def _check(token: str, where: str) -> str:
     if len(token) < MIN_LENGTH or not all(33 <= ord(c) <= 126 for c in token):
-        raise ControllerError(f"{where}: the feedback token must be at least {MIN_LENGTH} printable ASCII "
+        raise ControllerError(f"{where}: the token must be at least {MIN_LENGTH} printable ASCII "
                               "characters without spaces")
     return token
 
@@ -39,7 +40,11 @@ def server_environment(run_dir: Path, environ=None) -> dict[str, str]:
 
 def ensure_token_file(run_dir: Path) -> Path:
     """``<run_dir>/feedback.token``, created with a random token (mode 0600) when missing."""
-    path = token_path(run_dir)
+    return ensure_secret_file(token_path(run_dir))
+
+
+def ensure_secret_file(path: Path) -> Path:
+    """``path``, created with a random token (mode 0600) when missing; checked when present."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -47,7 +52,7 @@ def ensure_token_file(run_dir: Path) -> Path:
         read_token_file(path)
         return path
     except OSError as exc:
-        raise ControllerError(f"{path}: cannot create the feedback token ({exc.strerror})") from exc
+        raise ControllerError(f"{path}: cannot create the token ({exc.strerror})") from exc
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_urlsafe(32) + "\n")
     return path
@@ -57,12 +62,17 @@ def read_token_file(path: Path) -> str:
     try:
         return _check(Path(path).read_text().strip(), str(path))
     except OSError as exc:
-        raise ControllerError(f"{path}: cannot read the feedback token ({exc.strerror})") from exc
+        raise ControllerError(f"{path}: cannot read the token ({exc.strerror})") from exc
+
+
+def secret(env: str, path: Path, environ=None) -> str:
+    """The value of the variable ``env`` when set, else the token in ``path`` (made when missing)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(env):
+        return _check(environ[env], env)
+    return read_token_file(ensure_secret_file(path))
 
 
 def current_token(run_dir: Path, environ=None) -> str:
     """The token the local colors accept (the file is made when missing, as ``up`` would)."""
-    environ = os.environ if environ is None else environ
-    if environ.get(ENV):
-        return _check(environ[ENV], ENV)
-    return read_token_file(ensure_token_file(run_dir))
+    return secret(ENV, token_path(run_dir), environ)

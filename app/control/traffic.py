@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from app.control import gates
+from app.control import gates, pins
 from app.control.config import other_color
 from app.control.context import Context
 from app.control.events import Action, CanaryEvent, Event, Outcome, Switched
@@ -95,10 +95,12 @@ class Traffic:
         if color == state.active:
             raise ControllerError(f"refusing to reload {color}: it has the traffic")
         self.ctx.say(f"{color}: loading {version}")
+        pins.publish(self.ctx.config, {**state.versions, color: None})
         self.ctx.runtime.stop_color(color)
         self.ctx.runtime.start_color(color, version)
         state.versions[color] = version
         self.ctx.store.save(state)
+        pins.publish(self.ctx.config, state.versions)
         serving = gates.color_serving(self.ctx.runtime.probe_color(color), version)
         if not serving.passed:
             raise ControllerError(f"{color} does not serve {version}: {serving.reason}")

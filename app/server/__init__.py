@@ -1,7 +1,8 @@
 """The model server: one color's Flask app, run by gunicorn (``app/wsgi.py``).
 
 ``create_app`` is the factory: settings (defaults, environment, a test mapping last), a
-verified model, its OpenAPI document, the routes, the JSON error handlers.
+verified model, its OpenAPI document, the routes, the JSON error handlers, and the hot
+path in front of Flask (``app/server/hotpath.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from flask import Flask
 
 from app.errors import ModelLoadError
 from app.server.config import load_settings
+from app.server.hotpath import HotPath
 from app.server.openapi import build_openapi
+from app.server.predlog import bp as predlog_bp
 from app.server.responses import register_error_handlers
 from app.server.serving import ModelServer
 from app.server.views import bp
@@ -28,9 +31,14 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(settings)
     server = app.extensions["model_server"] = ModelServer.start(settings)
     app.extensions["openapi"] = build_openapi(server.version, server.n_features, server.class_names,
-                                              settings["MAX_BATCH_ROWS"], server.input_limit.max_abs)
+                                              settings["MAX_BATCH_ROWS"], server.input_limit.max_abs,
+                                              server.model_name, server.card["feature_names"])
     register_error_handlers(app)
+    app.register_blueprint(predlog_bp)
     app.register_blueprint(bp)
+    if settings["FAST_PATH"] == "on":
+        # The prediction routes are answered in front of Flask; the rest goes through it.
+        app.wsgi_app = HotPath(app.wsgi_app, server, settings["MAX_CONTENT_LENGTH"])
     return app
 
 

@@ -25,12 +25,22 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     # "auto": the fast path when it verifies, sklearn otherwise; "sklearn" forces sklearn.
     "PREDICTOR": "auto",
+    # The prediction log for `bluegreen drift` (app/server/predlog.py): the share of served
+    # rows kept, where ("": beside the Prometheus files, or in memory), and the file size.
+    "PREDLOG_SAMPLE": 0.1,
+    "PREDLOG_DIR": "",
+    "PREDLOG_MAX_BYTES": 4 * 1024 * 1024,
     # POST /feedback moves live accuracy, which can roll a version back: without a token
     # it is refused (403). /metrics is open unless METRICS_TOKEN is set.
     "FEEDBACK_TOKEN": "",
     "METRICS_TOKEN": "",
     # Where the shadow report's records go ("": beside the Prometheus files, or in memory).
     "RECORD_DIR": "",
+    # The name the inference protocols address the model by ("": the card's, else "iris").
+    "MODEL_NAME": "",
+    # "on": the prediction routes are answered by a WSGI callable in front of Flask
+    # (app/server/hotpath.py); "off": by Flask's views, the same code behind Flask.
+    "FAST_PATH": "on",
 }
 
 # Environment variable -> (setting, converter).
@@ -41,9 +51,14 @@ ENVIRONMENT = {
     "MAX_BATCH_ROWS": ("MAX_BATCH_ROWS", int),
     "MAX_BODY_BYTES": ("MAX_CONTENT_LENGTH", int),
     "PREDICTOR": ("PREDICTOR", str),
+    "PREDLOG_SAMPLE": ("PREDLOG_SAMPLE", float),
+    "PREDLOG_DIR": ("PREDLOG_DIR", str),
+    "PREDLOG_MAX_BYTES": ("PREDLOG_MAX_BYTES", int),
     "FEEDBACK_TOKEN": ("FEEDBACK_TOKEN", str),
     "METRICS_TOKEN": ("METRICS_TOKEN", str),
     "RECORD_DIR": ("RECORD_DIR", str),
+    "MODEL_NAME": ("MODEL_NAME", str),
+    "FAST_PATH": ("FAST_PATH", str),
 }
 
 
@@ -84,6 +99,8 @@ def load_settings(overrides: dict | None = None, environ=None) -> dict:
     settings.update(overrides or {})
     if settings["PREDICTOR"] not in ("auto", "sklearn"):
         raise ValueError(f"PREDICTOR must be 'auto' or 'sklearn', not {settings['PREDICTOR']!r}")
+    if settings["FAST_PATH"] not in ("on", "off"):
+        raise ValueError(f"FAST_PATH must be 'on' or 'off', not {settings['FAST_PATH']!r}")
     for name in ("FEEDBACK_TOKEN", "METRICS_TOKEN"):
         check_token(name, settings[name])
     return settings

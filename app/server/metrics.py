@@ -14,6 +14,8 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from app.server.endpoints import TRAFFIC_ENDPOINTS
+
 # Label values come from closed sets: every distinct value is a new series in every
 # worker's file, and a client must not be able to grow them (121k invented methods made
 # /metrics 10 MB and /health 4 s). Any other method is counted as "other".
@@ -21,8 +23,6 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 OTHER_METHOD = "other"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-# The endpoints whose answers are a color's traffic: what a bake and `watch` judge.
-TRAFFIC_ENDPOINTS = ("/predict", "/feedback")
 
 
 def status_class(status: int) -> str:
@@ -118,7 +118,7 @@ class Metrics:
         return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
     def latency_buckets(self) -> dict[str, int]:
-        """Cumulative counts of the /predict and /feedback requests answered with a 2xx or a
+        """Cumulative counts of the prediction and feedback requests answered with a 2xx or a
         5xx, per latency bucket bound in seconds ({"0.0005": n, ..., "+Inf": total}), summed
         over the workers: the same requests as ``live_stats``'s ``requests``."""
         buckets = dict.fromkeys([*(str(b) for b in LATENCY_BUCKETS), "+Inf"], 0)
@@ -137,10 +137,10 @@ class Metrics:
     def live_stats(self) -> dict:
         """Requests, server errors, feedback outcomes, failovers and latency seen by the whole color.
 
-        ``requests`` counts the /predict and /feedback requests the color answered with a
-        2xx or failed with a 5xx: a refused request (4xx: bad input, no token) is the
-        client's doing, and counting it would let anyone dilute the error rate a bake and
-        ``watch`` judge by.
+        ``requests`` counts the prediction requests (``/predict`` and every inference
+        protocol's) and the ``/feedback`` requests the color answered with a 2xx or failed
+        with a 5xx: a refused request (4xx: bad input, no token) is the client's doing,
+        and counting it would let anyone dilute the error rate a bake and ``watch`` judge by.
         """
         traffic_requests = server_errors = correct = incorrect = failovers = 0
         for family in self._families("counter"):

@@ -8,6 +8,8 @@ answer, whoever produced it (the app, gunicorn or nginx), has the ``Error`` shap
 
 from __future__ import annotations
 
+from app.server.openapi_protocols import protocol_paths, protocol_schemas
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 # Statuses every endpoint can answer: nginx's and gunicorn's own refusals of malformed
@@ -29,7 +31,8 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def build_openapi(version: str, n_features: int, class_names: list[str], max_rows: int, max_abs: float) -> dict:
+def build_openapi(version: str, n_features: int, class_names: list[str], max_rows: int, max_abs: float,
+                  model_name: str = "iris", feature_names: list[str] | None = None) -> dict:
     """The document for a color serving ``version``.
 
     Args:
@@ -38,7 +41,10 @@ def build_openapi(version: str, n_features: int, class_names: list[str], max_row
         class_names: the classes a prediction or a label may be.
         max_rows: the batch limit (``MAX_BATCH_ROWS``).
         max_abs: the largest magnitude the model's input type represents.
+        model_name: the name the inference protocols address the model by.
+        feature_names: the columns MLflow's dataframe shapes and CSV name.
     """
+    feature_names = feature_names or [f"f{i}" for i in range(n_features)]
     number = {"type": "number", "minimum": -max_abs, "maximum": max_abs}
     row = {"type": "array", "items": number, "minItems": n_features, "maxItems": n_features}
     rows = {"type": "array", "items": {"$ref": "#/components/schemas/Row"}, "minItems": 1, "maxItems": max_rows}
@@ -143,6 +149,7 @@ def build_openapi(version: str, n_features: int, class_names: list[str], max_row
                 "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]}, "the document"),
                               **_errors()},
             }},
+            **protocol_paths(model_name, version, feature_names, len(class_names), max_rows),
         },
         "components": {
             "securitySchemes": {
@@ -157,6 +164,7 @@ def build_openapi(version: str, n_features: int, class_names: list[str], max_row
                 "Row": row,
                 "Single": {"type": "object", "required": ["x"], "properties": {"x": row}},
                 "Batch": {"type": "object", "required": ["instances"], "properties": {"instances": rows}},
+                **protocol_schemas(n_features, len(class_names), max_rows, max_abs),
                 "Health": {"type": "object", "required": ["status", "ready", "version", "color", "metrics", "live"],
                            "properties": {"status": {"enum": ["ok", "draining"]}, "ready": {"type": "boolean"},
                                           "version": {"type": "string"}, "color": {"type": "string"},

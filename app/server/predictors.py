@@ -40,7 +40,9 @@ class SklearnPredictor:
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         import sklearn
 
-        with sklearn.config_context(assume_finite=True):
+        # A non-finite answer is judged by the caller (ModelServer.probabilities); numpy
+        # need not warn about it.
+        with sklearn.config_context(assume_finite=True), np.errstate(all="ignore"):
             return self.model.predict_proba(rows)
 
 

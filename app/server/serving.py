@@ -9,15 +9,23 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from app.artifacts.cards import verify_artifact
-from app.errors import InvalidInput
+from app.errors import InvalidInput, ModelFailure
+from app.server.codec import plain_text
 from app.server.metrics import Metrics
 from app.server.predictors import build_predictor
+from app.server.predlog import PredictionLog
 from app.server.records import Recorder
 from app.server.validation import InputLimit
+
+# An answer that is not finite is the client's doing only for values this many times past
+# the training data's largest magnitude (they overflow inside the model); on the scale of
+# the training data it is the model's own failure (a log of 0, a division by zero).
+OVERFLOW_FACTOR = 1e6
 
 
 @dataclass
@@ -35,6 +43,7 @@ class ModelServer:
     predictor_reason: str
     metrics: Metrics
     records: Recorder
+    predlog: PredictionLog
     started_at: float = field(default_factory=time.time)
     draining: threading.Event = field(default_factory=threading.Event)
 
@@ -47,7 +56,8 @@ class ModelServer:
         # The records sit beside the color's metrics files unless told otherwise.
         record_dir = settings["RECORD_DIR"] or (os.path.join(metrics.multiprocess_dir, "records")
                                                 if metrics.multiprocess_dir else None)
-        server = cls(settings, card, predictor, reason, metrics, Recorder(record_dir))
+        server = cls(settings, card, predictor, reason, metrics, Recorder(record_dir),
+                     PredictionLog.from_settings(settings, metrics.multiprocess_dir))
         server.warm_up()
         server.metrics.model_info.labels(server.version, server.color, predictor.name).set(1)
         return server
@@ -61,6 +71,24 @@ class ModelServer:
         return self.settings["COLOR"]
 
     @property
+    def model_name(self) -> str:
+        """The name the inference protocols address the model by: configured, else the card's."""
+        return self.settings.get("MODEL_NAME") or self.card.get("name") or "iris"
+
+    @cached_property
+    def plain_strings(self) -> bool:
+        """Whether every string an answer names (classes, version, color) is plain (``codec.plain_text``)."""
+        return plain_text(*self.class_names, self.version, self.color)
+
+    @property
+    def training_scale(self) -> float:
+        """The largest magnitude of any feature in the training data (1 when the card has none)."""
+        stats = self.card.get("training_stats") or {}
+        bounds = [abs(float(s[key])) for s in stats.values() if isinstance(s, dict)
+                  for key in ("min", "max") if isinstance(s.get(key), (int, float))]
+        return max(bounds + [1.0])
+
+    @property
     def n_features(self) -> int:
         return len(self.card["feature_names"])
 
@@ -68,30 +96,59 @@ class ModelServer:
     def class_names(self) -> list[str]:
         return self.card["class_names"]
 
-    @property
+    @cached_property
     def input_limit(self) -> InputLimit:
         """The magnitude the predictor's input type represents; validation refuses more."""
         return InputLimit.of(self.predictor.input_dtype)
 
-    def probabilities(self, rows: np.ndarray, single: bool) -> np.ndarray:
-        """The predictor's probabilities, refused (400) when any of them is not finite.
+    def probabilities(self, rows: np.ndarray, single: bool = False, where=None) -> np.ndarray:
+        """The predictor's probabilities, every one of them finite.
 
-        Values within the input type can still overflow inside the model (a linear model
-        times 3e38 is inf in float32, and its softmax NaN): such an answer would be invalid
-        JSON and a made-up class, so the client is told instead.
+        ``where(i)`` names row ``i`` in messages (default: "x" for one row, "instances"[i]).
+        A model that raises is a ``ModelFailure`` (500) naming the model and version. An
+        answer that is not finite is the client's 400 when the row's values are far past the
+        training data's scale (a linear model times 3e38 is inf in float32, and its softmax
+        NaN: send values on the scale of the training data), and the model's 500 otherwise
+        (a pipeline taking the log of 0): never NaN in an answer, never a 400 for the model.
         """
-        # An overflow is answered below as the client's 400; numpy need not warn about it.
-        with np.errstate(over="ignore", invalid="ignore"):
-            probabilities = self.predictor.predict_proba(rows)
-        finite = np.isfinite(probabilities).all(axis=1)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            where = '"x"' if single else f'"instances"[{i}]'
-            raise InvalidInput(
-                f"{where} is too large for this model to compute: its answer overflows (largest value "
-                f"{float(np.abs(rows[i]).max()):.3g}; {self.input_limit.describe()}); "
-                "send values on the scale of the training data")
+        where = where or (lambda i: '"x"' if single else f'"instances"[{i}]')
+        try:
+            probabilities = np.asarray(self.predictor.predict_proba(rows))
+        except Exception as exc:
+            raise ModelFailure(f"model {self.model_name} {self.version} failed on this input "
+                               f"({type(exc).__name__}: {str(exc)[:200]}); the model is at fault, "
+                               "not the request") from exc
+        if probabilities.ndim != 2 or probabilities.shape != (len(rows), len(self.class_names)):
+            raise ModelFailure(f"model {self.model_name} {self.version} answered probabilities of shape "
+                               f"{probabilities.shape} for {len(rows)} rows and {len(self.class_names)} classes")
+        if not np.isfinite(probabilities).all():
+            i = int(np.argmin(np.isfinite(probabilities).all(axis=1)))
+            largest = float(np.abs(rows[i]).max())
+            if largest > OVERFLOW_FACTOR * self.training_scale:
+                raise InvalidInput(
+                    f"{where(i)} is too large for this model to compute: its answer overflows (largest value "
+                    f"{largest:.3g}; {self.input_limit.describe()}); send values on the scale of the training data")
+            raise ModelFailure(
+                f"model {self.model_name} {self.version} answered a probability that is not a number for "
+                f"{where(i)}, whose values are on the scale of its training data (largest {largest:.3g}): "
+                "the model is at fault, not the request")
         return probabilities
+
+    def answer(self, rows: np.ndarray, single: bool = False, where=None) -> tuple[list[str], np.ndarray]:
+        """(the predicted label of each row, their probabilities), counted once per class."""
+        probabilities = self.probabilities(rows, single, where)
+        winners = probabilities.argmax(axis=1)
+        names = self.class_names
+        labels = [names[i] for i in winners.tolist()]
+        # One increment per class seen in this request, not one per row.
+        if len(labels) == 1:
+            self.metrics.prediction_counter(labels[0]).inc()
+        else:
+            for index, count in enumerate(np.bincount(winners, minlength=len(names)).tolist()):
+                if count:
+                    self.metrics.prediction_counter(names[index]).inc(count)
+        self.predlog.record(rows, labels)
+        return labels, probabilities
 
     def warm_up(self) -> None:
         """Run the holdout once so the first real request pays no first-call costs."""
@@ -105,15 +162,10 @@ class ModelServer:
 
     def predict(self, rows: np.ndarray, single: bool = False) -> list[dict]:
         """Return one {"prediction", "probabilities"} item per row."""
-        probabilities = self.probabilities(rows, single)
+        labels, probabilities = self.answer(rows, single)
         names = self.class_names
-        winners = probabilities.argmax(axis=1).tolist()
-        items = []
-        for winner, row in zip(winners, probabilities.astype(np.float64).round(6).tolist()):
-            label = names[winner]
-            self.metrics.prediction_counter(label).inc()
-            items.append({"prediction": label, "probabilities": dict(zip(names, row))})
-        return items
+        return [{"prediction": label, "probabilities": dict(zip(names, row))}
+                for label, row in zip(labels, probabilities.astype(np.float64).round(6).tolist())]
 
     def record_feedback(self, rows: np.ndarray, labels: list[str], single: bool = False) -> dict:
         """Compare the served model's answers with true labels and count the outcomes."""

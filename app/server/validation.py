@@ -96,8 +96,13 @@ def check_row(row, where: str, n_features: int, limit: InputLimit) -> list[float
     return row
 
 
-def parse_rows(payload: dict, n_features: int, max_rows: int, limit: InputLimit) -> tuple[np.ndarray, bool]:
-    """Return (rows, single) from ``{"x": [...]}`` or ``{"instances": [[...], ...]}``."""
+def parse_rows(payload: dict, n_features: int, max_rows: int, limit: InputLimit,
+               raw: bytes | None = None) -> tuple[np.ndarray, bool]:
+    """Return (rows, single) from ``{"x": [...]}`` or ``{"instances": [[...], ...]}``.
+
+    ``raw``: the body the payload was decoded from, which lets a batch be checked as one
+    array (``parse_table``).
+    """
     has_x, has_instances = "x" in payload, "instances" in payload
     if has_x and has_instances:
         raise InvalidInput('send either "x" (one row) or "instances" (a batch), not both')
@@ -109,15 +114,50 @@ def parse_rows(payload: dict, n_features: int, max_rows: int, limit: InputLimit)
             f'missing "x": expected {{"x": [{n_features} numbers]}} '
             f'or {{"instances": [[{n_features} numbers], ...]}}'
         )
-    instances = payload["instances"]
-    if not isinstance(instances, list):
-        raise InvalidInput(f'"instances" must be a list of rows, got {_kind(instances)}')
-    if not instances:
-        raise InvalidInput(f'"instances" is empty; expected 1 to {max_rows} rows')
-    if len(instances) > max_rows:
-        raise InvalidInput(f'"instances" has {len(instances)} rows; the limit is {max_rows}')
-    rows = [check_row(row, f'"instances"[{i}]', n_features, limit) for i, row in enumerate(instances)]
-    return np.array(rows, dtype=np.float64), False
+    return parse_table(payload["instances"], '"instances"', n_features, max_rows, limit, raw), False
+
+
+def parse_table(values, where: str, n_features: int, max_rows: int, limit: InputLimit,
+                raw: bytes | None = None) -> np.ndarray:
+    """Rows (float64, one per row) from a JSON list of rows named ``where`` in messages.
+
+    The whole batch is checked as one array (``as_matrix``); only when that fails are the
+    values checked one by one, to name the first bad one with the same message as always.
+    """
+    if not isinstance(values, list):
+        raise InvalidInput(f"{where} must be a list of rows, got {_kind(values)}")
+    if not values:
+        raise InvalidInput(f"{where} is empty; expected 1 to {max_rows} rows")
+    if len(values) > max_rows:
+        raise InvalidInput(f"{where} has {len(values)} rows; the limit is {max_rows}")
+    rows = as_matrix(values, n_features, limit, raw)
+    if rows is None:
+        rows = np.array([check_row(row, f"{where}[{i}]", n_features, limit) for i, row in enumerate(values)],
+                        dtype=np.float64)
+    return rows
+
+
+def as_matrix(values: list, n_features: int, limit: InputLimit, raw: bytes | None) -> np.ndarray | None:
+    """``values`` as a (rows, n_features) float64 array when every value is a finite number in
+    range; None when anything is off (the caller then finds what, value by value).
+
+    numpy reads true/false as 1/0 among numbers, and JSON has no other booleans than those
+    two words: a body without either cannot hold one (a body with them, even inside a
+    string, takes the value-by-value path). Strings, nulls, objects and ragged rows give
+    numpy a dtype that is not a number, or an error.
+    """
+    if raw is None or b"true" in raw or b"false" in raw:
+        return None
+    try:
+        array = np.array(values)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if array.ndim != 2 or array.shape[1] != n_features or array.dtype.kind not in "fi":
+        return None
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all() or np.abs(array).max() > limit.max_abs:
+        return None
+    return array
 
 
 def parse_labels(payload: dict, single: bool, count: int, class_names: list[str]) -> list[str]:

@@ -1,33 +1,48 @@
-"""HTTP API: thin views over ``ModelServer``.
+"""HTTP API: thin views over ``ModelServer``, and Flask's entry point to every inference route.
 
+The inference routes (``app/server/routes.py``) run the same ``Route`` handlers here as in
+the hot path (``app/server/hotpath.py``), which answers their POSTs in front of Flask when
+``FAST_PATH`` is on; Flask's hooks do the ``Exchange``'s bookkeeping for what Flask answers.
 Every response carries ``X-Model-Version``, ``X-Color`` and ``X-Request-ID``; every
-non-2xx body has the JSON shape of ``app.errors``.
+non-2xx body has the JSON shape of ``app.errors`` (or the protocol's own, which extends it).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import time
 
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app.errors import InvalidInput, ModelNotReady
+from app.errors import InvalidInput, ModelNotReady, RequestTooLarge
 from app.server.auth import require_bearer
+from app.server.calls import Call, answer, check_pin
+from app.server.exchange import REQUEST_ID, Exchange
 from app.server.responses import json_response
+from app.server.routes import ROUTES, ModelNameConverter
 from app.server.serving import ModelServer
 from app.server.validation import check_content_type, parse_json_object, parse_labels, parse_rows
 
 bp = Blueprint("api", __name__)
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-PREDICT_EXAMPLE = '{"x": [5.1, 3.5, 1.4, 0.2]} or {"instances": [[5.1, 3.5, 1.4, 0.2], ...]}'
 FEEDBACK_EXAMPLE = '{"x": [5.1, 3.5, 1.4, 0.2], "label": "setosa"}'
 
 
 def server() -> ModelServer:
     return current_app.extensions["model_server"]
+
+
+def read_body() -> bytes:
+    """The request body through Flask (its MAX_CONTENT_LENGTH), errors as ApiErrors."""
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise RequestTooLarge(f"request body too large: the limit is {current_app.config['MAX_CONTENT_LENGTH']} "
+                              "bytes") from None
+    except Exception as exc:
+        # Reading the body is where a broken chunked encoding or a vanished client shows
+        # (gunicorn raises its parse errors from the input stream): the client's doing.
+        raise InvalidInput(f"the request body could not be read ({type(exc).__name__}: {exc})") from exc
 
 
 def read_payload(example: str) -> dict:
@@ -38,8 +53,6 @@ def read_payload(example: str) -> dict:
     except HTTPException:
         raise
     except Exception as exc:
-        # Reading the body is where a broken chunked encoding or a vanished client shows
-        # (gunicorn raises its parse errors from the input stream): the client's doing.
         raise InvalidInput(f"the request body could not be read ({type(exc).__name__}: {exc}); "
                            f"expected a JSON object like {example}") from exc
     return parse_json_object(raw, example)
@@ -47,55 +60,34 @@ def read_payload(example: str) -> dict:
 
 @bp.before_app_request
 def start_request():
-    g.started = time.perf_counter()
-    incoming = request.environ.get("HTTP_X_REQUEST_ID")
-    g.request_id = incoming if incoming and REQUEST_ID.match(incoming) else os.urandom(16).hex()
+    g.exchange = Exchange(request.environ)
 
 
 @bp.after_app_request
 def finish_request(response: Response) -> Response:
-    srv = server()
-    response.headers["X-Model-Version"] = srv.version
-    response.headers["X-Color"] = srv.color
-    response.headers["X-Request-ID"] = g.get("request_id", "")
+    exchange = g.get("exchange") or Exchange(request.environ)
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    shadow = bool(request.environ.get("HTTP_X_BLUEGREEN_SHADOW"))
-    if endpoint == "/predict" and (shadow or request.environ.get("HTTP_X_BLUEGREEN_RECORD")):
-        record_answer(srv, response.status_code, shadow)
-    if shadow:
-        # A copy nginx mirrored from the front door: its answer is thrown away, and it is
-        # nobody's traffic here (a later bake must not judge it): counted apart only.
-        srv.metrics.shadow_requests.labels(str(response.status_code)).inc()
-        return response
-    srv.metrics.request_counter(endpoint, request.method, str(response.status_code)).inc()
-    meant_for = request.environ.get("HTTP_X_ROUTE_COLOR")
-    if meant_for and meant_for != srv.color:
-        srv.metrics.failovers.inc()
-    if "started" in g:
-        srv.metrics.latency_for(endpoint, response.status_code).observe(time.perf_counter() - g.started)
+    response.headers.extend(exchange.finish(server(), request.environ, endpoint, response.status_code))
     return response
 
 
-def record_answer(srv: ModelServer, status: int, shadow: bool) -> None:
-    """Keep this answer for the shadow report (app/server/records.py)."""
-    took = (time.perf_counter() - g.started) * 1000 if "started" in g else None
-    srv.records.append({"id": g.get("request_id", ""), "t": round(time.time(), 3), "status": status,
-                        "ms": None if took is None else round(took, 3), "predictions": g.get("predictions"),
-                        "version": srv.version, "shadow": shadow})
+def route_view(route):
+    """A Flask view running ``route``: the same handler the hot path runs, behind Flask."""
+
+    def view(**params):
+        reply = answer(server(), route, Call(request.environ, params, g.exchange, read_body))
+        return Response(reply.body, status=reply.status, content_type=reply.content_type, headers=list(reply.headers))
+
+    return view
 
 
-@bp.post("/predict")
-def predict():
-    srv = server()
-    payload = read_payload(PREDICT_EXAMPLE)
-    rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit)
-    items = srv.predict(rows, single)
-    g.predictions = [item["prediction"] for item in items]
-    if single:
-        body = dict(items[0], version=srv.version, color=srv.color, request_id=g.request_id)
-    else:
-        body = {"predictions": items, "version": srv.version, "color": srv.color, "request_id": g.request_id}
-    return json_response(body)
+@bp.record_once
+def add_converters(state) -> None:
+    state.app.url_map.converters["model"] = ModelNameConverter
+
+
+for _index, (_method, _rule, _route) in enumerate(ROUTES):
+    bp.add_url_rule(_rule, endpoint=f"route_{_index}", view_func=route_view(_route), methods=[_method])
 
 
 @bp.post("/feedback")
@@ -104,6 +96,7 @@ def feedback():
     # Before the body is read: refused feedback costs nothing and is never counted.
     require_bearer(srv.settings["FEEDBACK_TOKEN"], request.environ.get("HTTP_AUTHORIZATION"), "POST /feedback",
                    "set FEEDBACK_TOKEN or FEEDBACK_TOKEN_FILE")
+    check_pin(srv, request.environ)
     payload = read_payload(FEEDBACK_EXAMPLE)
     rows, single = parse_rows(payload, srv.n_features, srv.settings["MAX_BATCH_ROWS"], srv.input_limit)
     labels = parse_labels(payload, single, len(rows), srv.class_names)
@@ -114,7 +107,7 @@ def feedback():
     body = srv.record_feedback(rows, labels, single)
     if labelled:  # the labels of that prediction, for the shadow report
         srv.records.append({"id": labelled, "t": round(time.time(), 3), "labels": labels})
-    body.update(version=srv.version, color=srv.color, request_id=g.request_id)
+    body.update(version=srv.version, color=srv.color, request_id=g.exchange.request_id)
     return json_response(body)
 
 

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> int:
     models_dir = Path(args.models_dir)
     if args.command == "train":
-        from app.training.cards import add_holdout_labels
+        from app.training.cards import add_holdout_labels, add_training_values
         from app.training.shipped import SHIPPED, train_shipped
 
         written = train_shipped(models_dir, force=args.force)
@@ -43,6 +43,8 @@ def run(args) -> int:
             print(f"{version}: {'trained' if version in written else 'up to date'} in {models_dir}")
         for version in add_holdout_labels(models_dir):
             print(f"{version}: holdout labels added to its card (for the smoke gate)")
+        for version in add_training_values(models_dir):
+            print(f"{version}: training values added to its card (for `bluegreen drift`)")
     else:
         from app.training.register import register_version, summary_line
 

@@ -49,6 +49,13 @@ def _feature_stats(x_train: np.ndarray, names) -> dict:
     return stats
 
 
+def _training_values(x_train: np.ndarray, names) -> dict:
+    """What `bluegreen drift` compares live inputs with: each feature's sorted training values
+    (its bins are cut at their quantiles, and a two-sample test needs the sample itself;
+    iris has 105 training rows)."""
+    return {name: sorted(float(v) for v in x_train[:, i]) for i, name in enumerate(names)}
+
+
 def class_names_for(model, target_names) -> list[str]:
     """Map a classifier's ``classes_`` to iris class names, or refuse."""
     names = [str(n) for n in target_names]
@@ -118,6 +125,7 @@ def build_card(model, version: str, artifact: Path, fast_path: dict, x_train, da
             "average": "weighted",
         },
         "training_stats": _feature_stats(x_train, [str(n) for n in data.feature_names]),
+        "training_values": _training_values(x_train, [str(n) for n in data.feature_names]),
     }
 
 
@@ -147,6 +155,26 @@ def _dump_bytes(model) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     return buffer.getvalue()
+
+
+def add_training_values(models_dir: Path) -> list[str]:
+    """Give cards written before `bluegreen drift` existed each feature's training values; return
+    those changed. Every card describes the same fixed training split, so they are added only
+    where the card's training means are that split's; the artifact is untouched."""
+    x_train, _, _, _, data = iris_split()
+    names = [str(n) for n in data.feature_names]
+    changed = []
+    for card in list_versions(models_dir):
+        stats = card.get("training_stats")
+        if "training_values" in card or not isinstance(stats, dict) or set(stats) != set(names):
+            continue
+        if not all(isinstance(stats[n], dict) and np.isclose(stats[n].get("mean", np.nan), x_train[:, i].mean())
+                   for i, n in enumerate(names)):
+            continue
+        card["training_values"] = _training_values(x_train, names)
+        atomic_write_json(card_path(models_dir, card["version"]), card)
+        changed.append(card["version"])
+    return changed
 
 
 def add_holdout_labels(models_dir: Path) -> list[str]:

@@ -161,14 +161,16 @@ def test_canary_and_shadow_buckets_are_fixed_and_their_markers_read_per_request(
         block = text[text.index(f'" {name} {{'):]
         block = block[:block.index("}")]
         assert block.count("1% b") == 100 and "1% b00;" in block and "1% b99;" in block
-    # a canary bucket's marker names the idle color; only /predict and /feedback are split
+    # a canary bucket's marker names the idle color; only the prediction routes and /feedback are split
     assert "if (-f /srv/run/nginx/canary/$idle_color-$canary_bucket$canary_suffix)" in text
     assert "if (-f /srv/run/nginx/canary/sticky)" in text
     assert "if (-f /srv/run/nginx/shadow/$shadow_bucket$shadow_suffix)" in text
     front = text[text.index("# Front door"):text.index("# Preview door")]
     assert "location / {\n            proxy_pass http://${active_color}_active;" in front
     assert "add_header X-Config-Generation" in front and "proxy_pass http://${active_color}_active;" in front
-    assert front.count("proxy_pass http://${route_color}_active;") == 2  # /predict and /feedback only
+    # /predict, /feedback and the inference protocols' prediction routes (docs/adr/0014) only
+    assert front.count("proxy_pass http://${route_color}_active;") == 3
+    assert "location ~ ^/(v2/models/[^/]+(/versions/[^/]+)?/infer|v1/models/[^/]+:predict|invocations)$ {" in front
 
 
 def test_the_mirror_goes_through_a_relay_that_answers_at_once_and_clients_cannot_fake_a_copy(tmp_path):

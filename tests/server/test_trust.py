@@ -183,4 +183,10 @@ def test_the_openapi_document_is_valid_and_carries_the_real_limits(client):
     assert document["components"]["schemas"]["Batch"]["properties"]["instances"]["maxItems"] == 1000
     assert document["paths"]["/feedback"]["post"]["security"] == [{"feedbackToken": []}]
     assert set(document["paths"]) == {"/predict", "/feedback", "/health", "/ready", "/livez", "/metrics",
-                                      "/openapi.json"}
+                                      "/openapi.json",
+                                      # the inference protocols (docs/adr/0014)
+                                      "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}",
+                                      "/v2/models/{name}/versions/{version}", "/v2/models/{name}/ready",
+                                      "/v2/models/{name}/versions/{version}/ready", "/v2/models/{name}/infer",
+                                      "/v2/models/{name}/versions/{version}/infer", "/v1/models/{name}",
+                                      "/v1/models/{name}:predict", "/invocations", "/ping", "/version"}
