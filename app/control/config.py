@@ -216,6 +216,10 @@ def _confidence(value) -> str:
     return "" if 0.5 <= value < 1 else "must be at least 0.5 and below 1"
 
 
+def _lease(value) -> str:
+    return "" if 3 <= value <= 300 else "must be from 3 to 300 seconds (it is renewed every second)"
+
+
 def _drop(value) -> str:
     return "" if 0 < value < 1 else "must be above 0 and below 1"
 
@@ -261,6 +265,12 @@ class BakeSettings:
     # 0: no pause, the rollout ends `degraded` as an undecided bake did before).
     max_period: float = check(_positive, 120.0)
     pause_timeout: float = check(_not_negative, 3600.0)
+    # The controller judging a window renews a lease every second; nginx applies what the
+    # window exposes users to (a canary's share, a bake's new color, paired copies) only
+    # while it lives. A controller that dies or freezes: users are back on the stable
+    # version this many seconds (and at most one more) after its last renewal
+    # (docs/adr/0017-a-lease-on-exposure.md).
+    lease: float = check(_lease, 10.0)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user
         "marker": marker,
         "canary_dir": f"{nginx_dir}/canary",
         "shadow_dir": f"{nginx_dir}/shadow",
+        "lease_dir": f"{nginx_dir}/lease",
+        "probation_dir": f"{nginx_dir}/probation",
         "buckets": BUCKETS,
         "shadow_in_flight": SHADOW_IN_FLIGHT,
         "listen": f"{listen_host}:{nginx.port}",

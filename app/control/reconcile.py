@@ -73,13 +73,23 @@ class Reconciler:
         with self.locked(repair_rollout=False) as state:
             on = eligible(state) and state.pairing is None and not self.ctx.proxy.mirrored()
             if on:
-                self.traffic.pair(state, percent)
+                self.ctx.lease.take()  # the copies stop by themselves if this process dies
+                try:
+                    self.traffic.pair(state, percent)
+                except BaseException:
+                    self.ctx.lease.release()
+                    raise
         try:
             yield on
         finally:
             if on:  # off whatever the record says now: this window turned it on
-                with self.locked(repair_rollout=False) as state:
-                    self.traffic.pair(state, 0)
+                try:
+                    with self.locked(repair_rollout=False) as state:
+                        self.traffic.pair(state, 0)
+                finally:
+                    warning = self.ctx.lease.release()
+                    if warning:
+                        self.ctx.say(f"warning: {warning}")
 
     def reconcile(self) -> str:
         """`bluegreen reconcile`: repair what needs repairing; say what is true now."""
@@ -96,9 +106,15 @@ class Reconciler:
         repairs = []
         routed = self.ctx.proxy.routed_color()
         if routed != state.active:
-            repairs.append(self.repair(f"nginx serves {routed} but the record said {state.active} "
-                                       "(a controller was interrupted mid-switch)",
-                                       **{"from": state.active, "to": routed}))
+            if self.ctx.proxy.on_probation() == state.active:  # nginx went back by itself: make it the route
+                why = (f"nginx serves {routed}: {state.active} ({state.versions[state.active]}) was on probation "
+                       "for a judged window, and the lease of the controller judging it lapsed")
+                self.ctx.proxy.route(routed)
+                self.ctx.proxy.set_probation(None)
+            else:
+                why = (f"nginx serves {routed} but the record said {state.active} "
+                       "(a controller was interrupted mid-switch)")
+            repairs.append(self.repair(why, **{"from": state.active, "to": routed}))
             state.previous, state.active = state.active, routed
         for color in COLORS:
             probes = self.ctx.runtime.probe_color(color)

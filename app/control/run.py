@@ -95,6 +95,7 @@ class RolloutRun:
         self.rollout = rollout
         self.result = result
         self.started = started
+        self.leased = False
 
     # -- steps and checks -------------------------------------------------------------------
     def step(self, name: str, outcome: Outcome, reason: str = "") -> Step:
@@ -110,18 +111,21 @@ class RolloutRun:
         return current is not None and current.id == self.rollout.id and (not phases or current.phase in phases)
 
     def stopped(self, state: RolloutState, *phases: Phase) -> str | None:
-        """Why this rollout must not take its next step (an abort request, or another command
-        ended it); None to go on."""
+        """Why this rollout must not take its next step (an abort request, another command
+        ended it, or its lease lapsed); None to go on."""
         request = self.ctx.store.abort_request(self.rollout.id)
         if request:
             return f"operator {request.get('action', 'abort')}"
         if not self.ours(state, *phases):
             return "the rollout was ended by another command"
-        return None
+        return self.ctx.lease.lapsed()
 
     def preempted(self, phases: tuple[Phase, ...], active: str) -> str | None:
         """Why a judged window must stop now (no lock held): ``stopped``, or the front door no
         longer on ``active``; None to go on."""
+        lapsed = self.ctx.lease.lapsed()
+        if lapsed:
+            return lapsed
         request = self.ctx.store.abort_request(self.rollout.id)
         if request:
             return f"operator {request.get('action', 'abort')}"
@@ -132,6 +136,30 @@ class RolloutRun:
         if state.active != active:
             return f"the front door was moved away from {active} by another command"
         return None
+
+    # -- the lease --------------------------------------------------------------------------
+    def hold_lease(self) -> None:
+        """From here until ``release_lease`` nginx applies what this rollout exposes users to
+        (a canary's share, the new color on probation, paired copies) only while this process
+        renews its lease (``lease.py``): a deploy that dies leaves nothing unjudged for long."""
+        self.ctx.lease.take()
+        self.leased = True
+
+    def drop_lease(self) -> None:
+        """Stop renewing, and leave the lease to lapse by itself (the deploy was interrupted:
+        the next command's reconcile ends the rollout)."""
+        if self.leased:
+            self.leased = False
+            self.ctx.lease.drop()
+
+    def release_lease(self) -> None:
+        """Let the lease go, once the rollout's end is saved (a promoted color is no longer on
+        probation by then)."""
+        if self.leased:
+            self.leased = False
+            warning = self.ctx.lease.release()
+            if warning:
+                self.ctx.say(f"warning: {warning}")
 
     # -- judged windows ---------------------------------------------------------------------
     def paired(self, settings: BakeSettings):

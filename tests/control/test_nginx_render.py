@@ -161,10 +161,11 @@ def test_canary_and_shadow_buckets_are_fixed_and_their_markers_read_per_request(
         block = text[text.index(f'" {name} {{'):]
         block = block[:block.index("}")]
         assert block.count("1% b") == 100 and "1% b00;" in block and "1% b99;" in block
-    # a canary bucket's marker names the idle color; only /predict and /feedback are split
-    assert "if (-f /srv/run/nginx/canary/$idle_color-$canary_bucket$canary_suffix)" in text
+    # a canary bucket's marker names the idle color; only /predict and /feedback are split; a
+    # marker is looked up with the lease's suffix (docs/adr/0017)
+    assert "if (-f /srv/run/nginx/canary/$idle_color-$canary_bucket$canary_suffix$lease_suffix)" in text
     assert "if (-f /srv/run/nginx/canary/sticky)" in text
-    assert "if (-f /srv/run/nginx/shadow/$shadow_bucket$shadow_suffix)" in text
+    assert "if (-f /srv/run/nginx/shadow/$shadow_bucket$shadow_suffix$lease_suffix)" in text
     front = text[text.index("# Front door"):text.index("# Preview door")]
     assert "location / {\n            proxy_pass http://${active_color}_active;" in front
     assert "add_header X-Config-Generation" in front and "proxy_pass http://${active_color}_active;" in front

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from app.training.cards import save_version
 from app.training.data import iris_split
-from tests.helpers import ROOT, VENV_BIN, Stack, Traffic, free_port, pids_matching, wait_until
+from tests.helpers import ROOT, VENV_BIN, ClientThreads, Stack, Traffic, free_port, pids_matching, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -393,3 +393,80 @@ def test_a_run_directory_that_cannot_be_written_is_one_line_for_every_command(mo
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("bluegreen: "), result.stderr
     assert "Traceback" not in result.stderr
     assert str(Path(read_only_run_dir).name) in result.stderr
+
+
+# -- 12. a controller that dies or freezes while users reach an unjudged version --------------
+# Windows longer than the test: only the lease can end the exposure. The lease is the default.
+UNDECIDED = """
+[bake]
+period = 120.0
+max_period = 120.0
+interval = 0.5
+"""
+
+
+class Answers(ClientThreads):
+    """Keep-alive clients posting predictions; the time of every answer from each version."""
+
+    def __init__(self, url: str, clients: int = 4):
+        self.url = url + "/predict"
+        self.last: dict[str, float] = {}     # version -> time.monotonic() of its latest answer
+        self.failures: list[str] = []
+        super().__init__(clients)
+
+    def _client(self):
+        with requests.Session() as session:
+            while not self.stop_event.is_set():
+                try:
+                    response = session.post(self.url, json={"x": [5.9, 3.0, 5.1, 1.8]}, timeout=10)
+                    version = response.json()["version"] if response.status_code == 200 else None
+                    failure = None if version else f"HTTP {response.status_code}"
+                except Exception as exc:  # every failure is counted, never raised
+                    version, failure = None, f"{type(exc).__name__}: {exc}"
+                with self.lock:
+                    if version:
+                        self.last[version] = time.monotonic()
+                    else:
+                        self.failures.append(failure)
+
+
+def records_size(stack, color: str) -> int:
+    port = stack.blue_port if color == "blue" else stack.green_port
+    return sum(p.stat().st_size for p in (stack.run_dir / "metrics" / f"{color}-{port}").rglob("records-*.jsonl"))
+
+
+@pytest.mark.parametrize("phase, signal_", [("canary", signal.SIGKILL), ("baking", signal.SIGSTOP)])
+def test_a_controller_gone_mid_window_leaves_users_on_the_stable_version_within_the_lease(
+        models_dir, tmp_path, phase, signal_):
+    with Stack(tmp_path, models_dir, UNDECIDED) as stack:
+        lease = 10.0  # bake.lease's default
+        with Answers(stack.front) as answers:
+            args = ("--canary", "10,100", "--step-seconds", "120") if phase == "canary" else ()
+            deploy = stack.popen("deploy", "v1.1.0", *args)
+            wait_until(lambda: rollout_phase(stack) == phase and "v1.1.0" in answers.last, 60,
+                       what=f"users answered by v1.1.0 while {phase}")
+            time.sleep(1.0)
+            os.kill(deploy.pid, signal_)
+            gone = time.monotonic()
+            wait_until(lambda: time.monotonic() - answers.last["v1.1.0"] > 3.0, lease + 10,
+                       what="no more answers from v1.1.0")
+            exposed = answers.last["v1.1.0"] - gone
+            copies = records_size(stack, "blue") + records_size(stack, "green")
+            time.sleep(1.0)
+            assert records_size(stack, "blue") + records_size(stack, "green") == copies  # no more pairs
+        print(f"\n{phase}, controller {signal_.name}: users answered by v1.1.0 until {exposed:.1f} s after it; "
+              f"{len(answers.failures)} failed requests")
+        assert exposed <= lease + 1.5
+        assert answers.failures == []
+        assert stack.front_color() == "blue"
+        if signal_ is signal.SIGSTOP:  # resumed, the deploy sees the lapse and ends its rollout
+            os.kill(deploy.pid, signal.SIGCONT)
+            out, err = deploy.communicate(timeout=60)
+            assert deploy.returncode == 1 and "lease lapsed" in err, out + err
+            assert stack.status()["phase"] == "aborted"
+        else:
+            deploy.wait()
+            up = stack.cli("up").stdout
+            assert "its canary share went back to 0%" in up
+        assert stack.front_color() == "blue"
+        assert stack.status()["active"] == "blue"
