@@ -308,6 +308,9 @@ class Colors:
     def leftovers(self) -> list[str]:
         return [f"{color}:8080" for color, c in self.world.colors.items() if c.version is not None]
 
+    def cleanup(self) -> list[str]:
+        return []
+
 
 def make_controller(tmp_path: Path, world: World, toml: str = "") -> Controller:
     """A controller over ``world``, with a real config and a real state store in ``tmp_path``."""

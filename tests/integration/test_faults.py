@@ -470,3 +470,31 @@ def test_a_controller_gone_mid_window_leaves_users_on_the_stable_version_within_
             assert "its canary share went back to 0%" in up
         assert stack.front_color() == "blue"
         assert stack.status()["active"] == "blue"
+
+
+# -- 13. the whole stack killed at once: nginx's master, both gunicorn masters, a canary's deploy --
+def test_up_after_a_whole_stack_crash_stops_its_own_orphaned_workers_and_starts_everything_in_one_go(
+        models_dir, tmp_path):
+    with Stack(tmp_path, models_dir, UNDECIDED) as stack:
+        deploy = stack.popen("deploy", "v1.1.0", "--canary", "10,100", "--step-seconds", "120")
+        wait_until(lambda: rollout_phase(stack) == "canary", 60, what="the canary step")
+        masters = [stack.status()["nginx_pid"]] + [
+            int((stack.run_dir / f"{color}-{port}.pid").read_text())
+            for color, port in (("blue", stack.blue_port), ("green", stack.green_port))]
+        workers = [pid for color in ("blue", "green") for pid in stack.gunicorn_pids(color) if pid not in masters]
+        for pid in [*masters, deploy.pid]:
+            os.kill(pid, signal.SIGKILL)
+        deploy.wait()
+        assert workers and all(pid in pids_matching("gunicorn") for pid in workers)  # orphaned, holding the ports
+
+        up = stack.cli("up", check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "repaired: stopped gunicorn workers whose master was killed: pid " in up.stdout
+        assert "its canary share went back to 0%" in up.stdout
+        assert "repaired: stopped nginx processes no master owned" in up.stdout
+        assert not set(workers) & set(pids_matching("gunicorn"))
+        answer = requests.post(stack.front + "/predict", json={"x": [5.1, 3.5, 1.4, 0.2]}, timeout=5).json()
+        assert (answer["color"], answer["version"]) == ("blue", "v1.0.0")
+        assert not list((stack.run_dir / "nginx" / "canary").glob("green-b*"))
+        status = stack.status()
+        assert status["phase"] == "aborted" and all(c["state"] == "up" for c in status["colors"].values())
