@@ -154,12 +154,29 @@ class RolloutRun:
 
     def release_lease(self) -> None:
         """Let the lease go, once the rollout's end is saved (a promoted color is no longer on
-        probation by then)."""
-        if self.leased:
-            self.leased = False
-            warning = self.ctx.lease.release()
-            if warning:
-                self.ctx.say(f"warning: {warning}")
+        probation by then). A color still on probation (its rollout ended, but traffic could
+        not be moved back) is no longer served once the lease is gone: the record is made to
+        say so at once, as the next command's reconcile would."""
+        if not self.leased:
+            return
+        self.leased = False
+        warning = self.ctx.lease.release()
+        if warning:
+            self.ctx.say(f"warning: {warning}")
+            return
+        if self.ctx.proxy.on_probation() is None:
+            return
+        result = self.result
+        try:
+            before = self.ctx.read_state().active
+            with self.reconciler.locked(repair_rollout=False) as state:
+                back = f"{state.active} ({state.versions[state.active]})"
+        except ControllerError as exc:
+            self.ctx.say(f"warning: its lease ended, so nginx no longer serves a color on probation; the record "
+                         f"could not say so yet ({exc}): the next bluegreen command does")
+            return
+        if state.active != before and result.message:
+            result.message += f"; but its lease has ended, so nginx routes to {back} again"
 
     # -- judged windows ---------------------------------------------------------------------
     def paired(self, settings: BakeSettings):
@@ -235,7 +252,8 @@ class RolloutRun:
             except ControllerError as again:
                 if clock.monotonic() >= deadline:
                     result.phase, result.reason = Phase.ABORTED, str(error)
-                    result.message = (f"deploy {result.version} failed: {error}; and it could not be ended ({again}): "
+                    why = "for the same reason" if str(again) == str(error) else f"({again})"
+                    result.message = (f"deploy {result.version} failed: {error}; and it could not be ended {why}: "
                                       "the next bluegreen command ends it")
                     return result
                 clock.sleep(ABANDON_RETRY_SECONDS)

@@ -89,7 +89,18 @@ class Traffic:
         state.previous, state.active = source, target
         try:
             self.ctx.store.save(state)
-        except ControllerError as exc:  # a route the record does not know would be undone by reconcile
+        except ControllerError as exc:
+            if state.stable and state.versions[target] == state.stable != state.versions[source]:
+                # Back on the stable version: traffic stays there (undoing would hand users back to
+                # the version being left). The record catches up at the next command's reconcile,
+                # which adopts what nginx serves; the history says only what happened.
+                if on_probation == source:
+                    self.proxy.set_probation(None)
+                self.ctx.record(event(Outcome.FAILED, f"{reason}: traffic is on {target} ({state.versions[target]}), "
+                                                      f"but the state could not be saved: {exc}"))
+                raise TrafficError(f"traffic is on {target} ({state.versions[target]}), but the state could not be "
+                                   f"saved ({exc}); the next bluegreen command records it", recorded=True) from exc
+            # A move to a version not yet judged is undone: the record must know where users are.
             state.previous, state.active = previous, source
             undo()
             self.ctx.record(event(Outcome.FAILED, f"{reason}: undone, the state could not be saved: {exc}"))

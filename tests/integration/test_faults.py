@@ -498,3 +498,43 @@ def test_up_after_a_whole_stack_crash_stops_its_own_orphaned_workers_and_starts_
         assert not list((stack.run_dir / "nginx" / "canary").glob("green-b*"))
         status = stack.status()
         assert status["phase"] == "aborted" and all(c["state"] == "up" for c in status["colors"].values())
+
+
+# -- 14. the run directory's disk fills during a bake -----------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs as the run directory (the test is skipped where mounting is not allowed)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(run)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield run
+    subprocess.run(["umount", "-l", str(run)], check=True)
+
+
+def test_a_disk_that_fills_during_the_bake_leaves_history_and_state_agreeing(models_dir, tmp_path, small_disk):
+    with Stack(tmp_path, models_dir, LONG_BAKE + "[switch]\nlock_timeout = 3.0\n") as stack:
+        with Traffic(stack.front, clients=4) as traffic:
+            deploy = stack.popen("deploy", "v1.1.0")
+            wait_until(lambda: rollout_phase(stack) == "baking", 60, what="the bake")
+            subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'filler'}", "bs=64k"], capture_output=True)
+            out, err = deploy.communicate(timeout=120)
+            time.sleep(11.0)  # the deploy's lease, had it kept one, lapses
+        assert deploy.returncode == 1, out + err
+        assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in out + err
+        state = json.loads((stack.run_dir / "state.json").read_text())
+        history = stack.history()
+        rollout = state["rollout"]
+        claims = [e["outcome"] for e in history if e["action"] == "deploy" and e.get("rollout") == rollout["id"]]
+        assert claims in ([], [rollout["phase"]]), (claims, rollout["phase"])
+        moves = [e for e in history if e.get("to") in ("blue", "green") and e["outcome"] in ("succeeded", "repaired")]
+        assert moves[-1]["to"] == state["active"]
+        assert stack.status()["active"] == "blue"  # users are on the stable version, whatever the record could say
+        (small_disk / "filler").unlink()
+        repaired = stack.cli("reconcile")
+        status = stack.status()
+        assert (status["active"], status["recorded_active"], status["phase"]) == ("blue", "blue", "aborted"), \
+            repaired.stdout
+        print(f"\nthe disk filled during the bake: {traffic.sent} requests, {len(traffic.failures)} failed; "
+              f"the deploy said: {err.strip()}")
