@@ -185,3 +185,13 @@ def test_the_mirror_goes_through_a_relay_that_answers_at_once_and_clients_cannot
     http_level = text[:text.index("server {")]
     assert 'proxy_set_header X-Bluegreen-Shadow "";' in http_level
     assert "location = /records {" in front
+
+
+def test_copies_to_a_dead_color_are_throttled_and_kept_out_of_the_error_log(tmp_path):
+    text = render(tmp_path)
+    shadow = text[text.index("upstream green_shadow {"):]
+    shadow = shadow[:shadow.index("}")]
+    assert shadow.count("max_fails=1 fail_timeout=2s;") == 2  # twice: nginx ignores max_fails for a lone server
+    relay = text[text.index("# Shadow relay"):]
+    assert "error_log /srv/run/nginx/error.log crit;" in relay
+    assert "proxy_pass http://${shadow_color}_shadow/predict;" in relay
