@@ -174,9 +174,13 @@ def run(args) -> int:
     for warning in config.warnings:
         say_to_stderr(f"bluegreen: warning: {warning}")
     if args.command == "token":
-        from app.control.tokens import current_token
+        from app.control.tokens import current_token, token_warning
 
-        print(current_token(config.run_dir))
+        token = current_token(config.run_dir)
+        warning = token_warning(config.run_dir)
+        if warning:
+            say_to_stderr(f"bluegreen: warning: {warning}")
+        print(token)
         return 0
     say = say_to_stderr if getattr(args, "json", False) else print
     controller = Controller(build_context(config, say))

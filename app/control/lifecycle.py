@@ -16,6 +16,7 @@ from app.control.context import Context
 from app.control.events import Action, Event, Outcome, repair
 from app.control.frontdoor import FrontDoor
 from app.control.reconcile import Reconciler
+from app.control.tokens import token_warning
 from app.errors import ControllerError, ModelLoadError
 
 
@@ -62,6 +63,9 @@ class Lifecycle:
     def up(self) -> dict:
         config = self.ctx.config
         with self.reconciler.locked() as state:
+            warning = token_warning(config.run_dir) if config.runtime.kind == "local" else ""
+            if warning:
+                self.ctx.say(f"warning: {warning}")
             stopped = self.ctx.runtime.cleanup()
             if stopped:
                 reason = f"stopped gunicorn workers whose master was killed: {', '.join(stopped)}"

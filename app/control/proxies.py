@@ -15,6 +15,7 @@ import grp
 import os
 import pwd
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, StackConfig, other_color
 from app.control.nginx_render import BUCKETS, render_config, render_context
+from app.control.permissions import make_private_dir
 from app.control.probes import accepts_connections, serving_version
 from app.control.processes import (
     describe,
@@ -131,10 +133,15 @@ class Proxy(Protocol):
 
 
 class NginxFiles:
-    """``<run_dir>/nginx``: the live config, the candidate, and the route marker."""
+    """``<run_dir>/nginx``: the live config, the candidate, and the route marker.
 
-    def __init__(self, config: StackConfig):
+    ``mode`` is the directory's: 0700 when nginx runs here as the directory's owner (the relay
+    socket in it, which nginx makes 0666, is then out of other users' reach), 0755 for an
+    nginx container whose workers run as another user."""
+
+    def __init__(self, config: StackConfig, mode: int = 0o755):
         self.config = config
+        self.mode = mode
         self.dir = config.run_dir / "nginx"
         self.conf = self.dir / "nginx.conf"
         self.candidate = self.dir / "nginx.conf.new"
@@ -174,8 +181,19 @@ class NginxFiles:
         except OSError as exc:
             raise ControllerError(f"{self.conf}: {exc.strerror}") from exc
 
+    def prepare(self) -> None:
+        """The directory, with its mode (an existing one is narrowed to it)."""
+        try:
+            make_private_dir(self.config.run_dir)
+            self.dir.mkdir(mode=self.mode, exist_ok=True)
+            if stat.S_IMODE(self.dir.stat().st_mode) & ~self.mode:
+                os.chmod(self.dir, self.mode)
+        except OSError as exc:
+            raise ControllerError(f"{self.dir}: cannot prepare nginx's directory ({exc.strerror})") from exc
+
     def install(self, text: str, test) -> bool:
         """Write the candidate, ``test(candidate)``, then replace the live file; False if unchanged."""
+        self.prepare()
         if not self.differs(text):
             return False
         try:
@@ -322,7 +340,7 @@ class LocalNginx:
     def __init__(self, config: StackConfig, clock: Clock):
         self.config = config
         self.clock = clock
-        self.files = NginxFiles(config)
+        self.files = NginxFiles(config, mode=0o700)
         self.dir = self.files.dir
         self.pid_file = self.dir / "nginx.pid"
         self.error_log = self.dir / "error.log"
@@ -336,7 +354,7 @@ class LocalNginx:
         """
         if os.geteuid() != 0:
             return ""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.files.prepare()
         info = self.dir.stat()
         return f"{pwd.getpwuid(info.st_uid).pw_name} {grp.getgrgid(info.st_gid).gr_name}"
 

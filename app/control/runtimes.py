@@ -21,6 +21,7 @@ from typing import Protocol
 from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
+from app.control.permissions import make_private_dir
 from app.control.probes import ServerProbe, accepts_connections, fetch_records, probe, serving_version
 from app.control.processes import describe, listeners, live_pid, tail, terminate
 from app.control.tokens import server_environment
@@ -142,7 +143,7 @@ class LocalRuntime:
 
     def start_color(self, color: str, version: str) -> None:
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.run_dir)
         except OSError as exc:
             raise ControllerError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from exc
         started = [(address, self._start_server(color, version, address)) for address in self.config.servers(color)]

@@ -4,6 +4,8 @@ POST /feedback moves live accuracy, which can roll a version back, so the colors
 it only with a bearer token (docs/adr/0011-trust-boundary.md). Locally the token is
 ``<run_dir>/feedback.token`` (mode 0600, random, made once and kept across restarts), or
 the value of ``BLUEGREEN_FEEDBACK_TOKEN`` when that is set. ``bluegreen token`` prints it.
+A token file other users can write, or one in a run directory they can write, is refused:
+they could have chosen it; one they can read is a warning.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import secrets
 from pathlib import Path
 
+from app.control.permissions import check_run_dir, check_token_file, make_private_dir
 from app.errors import ControllerError
 
 ENV = "BLUEGREEN_FEEDBACK_TOKEN"
@@ -38,10 +41,12 @@ def server_environment(run_dir: Path, environ=None) -> dict[str, str]:
 
 
 def ensure_token_file(run_dir: Path) -> Path:
-    """``<run_dir>/feedback.token``, created with a random token (mode 0600) when missing."""
+    """``<run_dir>/feedback.token``, created with a random token (mode 0600) when missing; a run
+    directory or a token file others can write is refused (``permissions.py``)."""
     path = token_path(run_dir)
+    check_run_dir(run_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         read_token_file(path)
@@ -54,10 +59,17 @@ def ensure_token_file(run_dir: Path) -> Path:
 
 
 def read_token_file(path: Path) -> str:
+    check_token_file(path)
     try:
         return _check(Path(path).read_text().strip(), str(path))
     except OSError as exc:
         raise ControllerError(f"{path}: cannot read the feedback token ({exc.strerror})") from exc
+
+
+def token_warning(run_dir: Path, environ=None) -> str:
+    """A warning when other users can read the token file the colors use ("" otherwise)."""
+    environ = os.environ if environ is None else environ
+    return "" if environ.get(ENV) else check_token_file(token_path(run_dir))
 
 
 def current_token(run_dir: Path, environ=None) -> str:
