@@ -151,8 +151,9 @@ class Deployer:
             card = verify_artifact(self.config.models_dir, version)
             active_card = read_card(self.config.models_dir, state.versions[source])
         except ModelLoadError as exc:
-            run.step("verify artifact", Outcome.FAILED, str(exc))
-            run.end(state, Phase.ABORTED, str(exc), f"deploy {version} refused: {exc}; traffic stays on {source}")
+            why = self.config.unknown_version(version) or str(exc)
+            run.step("verify artifact", Outcome.FAILED, why)
+            run.end(state, Phase.ABORTED, why, f"deploy {version} refused: {why}; traffic stays on {source}")
             return
         run.step("verify artifact", Outcome.PASSED,
                  f"{version} ({card.get('algorithm')}), sha256 {card['sha256'][:12]}")

@@ -40,7 +40,7 @@ class Lifecycle:
             try:
                 verify_artifact(models_dir, version)
             except ModelLoadError as exc:
-                raise ControllerError(str(exc)) from exc
+                raise ControllerError(self.ctx.config.unknown_version(version) or str(exc)) from exc
 
     def ensure_color(self, color: str, version: str) -> str:
         """Leave a healthy color alone ("running"); (re)start one that is down or wrong ("started")."""
