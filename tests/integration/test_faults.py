@@ -538,3 +538,25 @@ def test_a_disk_that_fills_during_the_bake_leaves_history_and_state_agreeing(mod
             repaired.stdout
         print(f"\nthe disk filled during the bake: {traffic.sent} requests, {len(traffic.failures)} failed; "
               f"the deploy said: {err.strip()}")
+
+
+# -- 15. a reload under keep-alive load -------------------------------------------------------
+def test_a_reload_under_keep_alive_load_says_it_may_reset_idle_connections(stack):
+    original = stack.config.read_text()
+    results = []
+    try:
+        with Traffic(stack.front, clients=4) as traffic:
+            for i in range(3):
+                stack.config.write_text(original.replace("[nginx]\n", f'[nginx]\nsend_timeout = "{11 + i}s"\n'))
+                results.append(stack.cli("reload"))
+                time.sleep(0.5)
+    finally:
+        stack.config.write_text(original)
+    print(f"\n3 reloads under 4 keep-alive clients: {traffic.sent} requests, {len(traffic.failures)} failed "
+          f"{traffic.failures[:3]}")
+    for result in results:
+        assert result.stdout == "nginx config replaced and reloaded; the front door serves it\n"
+        assert result.stderr == ("bluegreen: note: a reload closes idle keep-alive client connections; a client that "
+                                 "reuses one at that instant may see it reset (most clients do not send a POST "
+                                 "again): docs/PERFORMANCE.md, \"Reloads\"\n")
+    assert not [f for f in traffic.failures if f.startswith("HTTP")]  # at most a connection reset, never an error
