@@ -8,6 +8,7 @@ compose, kubectl, ...). Both observe a color the same way, over HTTP: ``/ready``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -121,6 +122,8 @@ class LocalRuntime:
         orphans = self.orphans(color, address)
         stopped = [describe(pid) for pid in orphans]
         for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)  # a stopped worker would never act on the TERM
             # TERM: a gunicorn worker finishes the requests it has, then exits.
             terminate(pid, "gunicorn", signal.SIGTERM, ORPHAN_STOP_SECONDS, self.clock)
         return stopped

@@ -482,6 +482,8 @@ def test_up_after_a_whole_stack_crash_stops_its_own_orphaned_workers_and_starts_
             int((stack.run_dir / f"{color}-{port}.pid").read_text())
             for color, port in (("blue", stack.blue_port), ("green", stack.green_port))]
         workers = [pid for color in ("blue", "green") for pid in stack.gunicorn_pids(color) if pid not in masters]
+        for pid in workers:  # stopped, so that they hold the ports as long as under load (12-18 s)
+            os.kill(pid, signal.SIGSTOP)
         for pid in [*masters, deploy.pid]:
             os.kill(pid, signal.SIGKILL)
         deploy.wait()
