@@ -340,7 +340,9 @@ def test_a_disk_that_fills_at_any_write_leaves_history_and_state_agreeing_and_us
         history_agrees_with_the_state(scene, before, where)
         state, world = scene.state(), scene.world
         served = world.colors[world.routed_color()].version
-        assert served in (state.versions[state.active], state.stable), f"users on {served}: {where}"
+        decided = state.rollout and state.rollout.phase in (Phase.PROMOTED, Phase.DEGRADED)
+        judged = served in state.promoted or (decided and served == state.rollout.version)
+        assert judged, f"users left on {served}, which nothing judges any more: {where}"
         assert world.split_share()[1] == 0 or state.phase.running, where
         # The command's process has exited; room again: the next command makes the record whole,
         # and says nothing it lacks.
