@@ -7,19 +7,22 @@ Measures, side by side in one run:
     the ceiling of the same nginx + gunicorn + Flask stack serving a trivial endpoint
     (GET /livez), and direct to gunicorn; p99 at about half of peak throughput;
   * GET /health latency; switch time (median of N); rollback time after the first failed
-    bake poll; resident memory per color.
-Load comes from wrk (Debian package `wrk`; `make bench` installs it), one thread, in its own
-process. Every figure is from this run; ratios compare figures from this run only.
-
+    bake poll; resident memory per color;
   * beside them, in the same rounds: an empty Flask endpoint on gunicorn gthread behind a
     plain nginx with upstream keep-alive, a stand-in for the original single-file app
     (Flask's development server, scikit-learn per request; utils/bench_apps.py), the Open
     Inference Protocol v2 infer through the front door, 1000-row batches (rows/s), and,
     with ``--mlserver``, MLServer serving the same RandomForest artifact (single rows and
     1000-row batches over the same protocol).
+  * reloads under keep-alive load: R real `bluegreen reload`s (a setting toggled each time)
+    while C keep-alive clients post /predict, and the requests that failed; then the same
+    with clients that retry a request once when a reused connection was closed under it.
+Load comes from wrk (Debian package `wrk`; `make bench` installs it), one thread, in its own
+process. Every figure is from this run; ratios compare figures from this run only.
 
 Usage: .venv/bin/python utils/benchmark.py [--seconds 8] [--rounds 3] [--connections 16]
                                             [--workers 2] [--threads 4] [--mlserver PATH]
+                                            [--reloads 8] [--reload-clients 4] [--only-reloads]
 
 ``--mlserver``: the ``mlserver`` executable of a separate environment (MLServer 1.7.1 and
 mlserver-sklearn with this project's scikit-learn version), never this project's.
@@ -55,7 +58,7 @@ from app.control.config import load_config  # noqa: E402
 from app.control.nginx_render import render_config, render_context  # noqa: E402
 from app.server.predictors import SklearnPredictor, build_predictor  # noqa: E402
 from app.training.data import holdout  # noqa: E402
-from utils.local_stack import LocalStack, free_ports  # noqa: E402
+from utils.local_stack import ClientThreads, LocalStack, free_ports  # noqa: E402
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -321,6 +324,73 @@ BATCH_FRONT = "POST /predict, 1000-row batch, front door, blue"
 OIP_BATCH_FRONT = "OIP v2 infer, 1000-row batch, front door, blue"
 MLSERVER = "MLServer 1.7.1 (mlserver-sklearn, same artifact), OIP v2 infer, 1 row"
 MLSERVER_BATCH = "MLServer 1.7.1, OIP v2 infer, 1000-row batch"
+def innermost(exc: BaseException) -> str:
+    """The name of the error at the bottom of requests' and urllib3's wrapping."""
+    while exc.args and isinstance(exc.args[-1], BaseException):
+        exc = exc.args[-1]
+    return type(exc).__name__
+
+
+class ReloadClients(ClientThreads):
+    """Keep-alive clients posting /predict; with ``retry``, a request whose reused connection was
+    closed before any answer is sent once more on a fresh one (what nginx does upstream)."""
+
+    def __init__(self, url: str, count: int, retry: bool = False):
+        self.url = url + "/predict"
+        self.retry = retry
+        self.sent = self.retried = 0
+        self.failures: list[str] = []
+        super().__init__(count)
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            while not self.stop_event.is_set():
+                failure = None
+                for attempt in range(2 if self.retry else 1):
+                    try:
+                        response = session.post(self.url, json={"x": ROW}, timeout=10)
+                        failure = None if response.status_code == 200 else f"HTTP {response.status_code}"
+                        break
+                    except requests.ConnectionError as exc:  # reset, broken pipe, closed before an answer
+                        failure = innermost(exc)
+                        with self.lock:
+                            self.retried += attempt == 0 and self.retry
+                with self.lock:
+                    self.sent += 1
+                    if failure:
+                        self.failures.append(failure)
+
+
+def measure_reloads(stack: LocalStack, reloads: int, clients: int, retry: bool) -> dict:
+    """``reloads`` real reloads (a timeout toggled in the config each time), about one a second,
+    under ``clients`` keep-alive clients."""
+    original = stack.config.read_text()
+    try:
+        with ReloadClients(stack.front, clients, retry) as load:
+            time.sleep(1.0)
+            for i in range(reloads):
+                stack.config.write_text(original.replace("[nginx]\n", f'[nginx]\nsend_timeout = "{10 + i % 2 + 1}s"\n'))
+                stack.cli("reload")
+                time.sleep(1.0)
+    finally:
+        stack.config.write_text(original)
+        stack.cli("reload", check=False)
+    kinds: dict[str, int] = {}
+    for failure in load.failures:
+        kinds[failure] = kinds.get(failure, 0) + 1
+    return {"reloads": reloads, "clients": clients, "retry": retry, "sent": load.sent,
+            "failed": len(load.failures), "kinds": kinds, "retried": load.retried}
+
+
+def print_reloads(runs: list[dict]) -> None:
+    print("## Reloads under keep-alive load\n")
+    print("| clients | reloads | a reset connection | requests | failed | what failed |")
+    print("|---|---|---|---|---|---|")
+    for r in runs:
+        what = ", ".join(f"{k} {n}" for k, n in sorted(r["kinds"].items())) or "-"
+        retry = f"retried once ({r['retried']} retries)" if r["retry"] else "not retried"
+        print(f"| {r['clients']} | {r['reloads']} | {retry} | {r['sent']} | {r['failed']} | {what} |")
+    print()
 
 
 def main(argv=None) -> int:
@@ -333,7 +403,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the HTTP runs")
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--mlserver", help="the mlserver executable of a separate environment (optional)")
+    parser.add_argument("--reloads", type=int, default=8, help="reloads under keep-alive load (0: none)")
+    parser.add_argument("--reload-clients", type=int, default=4)
+    parser.add_argument("--only-reloads", action="store_true", help="measure the reloads only (no wrk needed)")
     args = parser.parse_args(argv)
+    if args.only_reloads:
+        with tempfile.TemporaryDirectory(prefix="bluegreen-bench-") as tmp, \
+                bench_stack(Path(tmp), args.workers, args.threads) as stack:
+            print(f"# bluegreen reloads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} "
+                  f"cores\n")
+            print_reloads([measure_reloads(stack, args.reloads, args.reload_clients, retry)
+                           for retry in (False, True)])
+        return 0
     if not shutil.which("wrk"):
         print("wrk is not installed: run `make bench` (it installs the Debian package) or apt-get install wrk",
               file=sys.stderr)
@@ -416,6 +497,8 @@ def main(argv=None) -> int:
                 stack.cli("switch", "blue")
             memory = {color: color_memory(stack.gunicorn_pids(color)) for color in ("blue", "green")}
             rollbacks = [measure_rollback(stack)["since_ms"] for _ in range(3)]
+            reload_runs = [measure_reloads(stack, args.reloads, args.reload_clients, retry)
+                           for retry in (False, True)] if args.reloads else []
         finally:
             others.__exit__(None, None, None)
             stack.cli("down", check=False)
@@ -432,6 +515,8 @@ def main(argv=None) -> int:
     for color, (rss, pss) in memory.items():
         print(f"| memory, {color} (master + workers): RSS sum / PSS sum | {rss:.0f} MB / {pss:.0f} MB |")
     print()
+    if reload_runs:
+        print_reloads(reload_runs)
     print("## Targets (ratios from this run)\n")
     print("| target | measured | met |")
     print("|---|---|---|")

@@ -7,9 +7,11 @@ every row: ``--clients`` keep-alive clients posting single-row predictions for
   * a shadow of v1.1.0 on green, ``--sample`` percent mirrored;
   * the same shadow made slow: green's gunicorn processes are stopped (SIGSTOP) for
     ``--slow-ms`` of every 100 ms, so each mirrored copy waits up to that long;
-  * the same shadow frozen: green stopped for the whole row (no copy is ever answered).
-Each row prints requests/s, p50 and p99 as the clients saw them, failed requests, and how
-many of the row's requests the shadow report paired. Every figure is from this run.
+  * the same shadow frozen: green stopped for the whole row (no copy is ever answered);
+  * the same shadow dead: green's gunicorn killed (SIGKILL) before the row.
+Each row prints requests/s, p50 and p99 as the clients saw them, failed requests, how
+many of the row's requests the shadow report paired (or why it could not report), and
+how much nginx's error log grew during the row. Every figure is from this run.
 
 Usage: .venv/bin/python utils/shadow_bench.py [--seconds 10] [--clients 8] [--sample 100]
                                                [--slow-ms 80]
@@ -101,8 +103,18 @@ class DutyCycle:
         self._signal(signal.SIGCONT)
 
 
-def paired(stack: LocalStack) -> int:
-    return json.loads(stack.cli("shadow", "report", "--json").stdout)["paired"]
+def paired(stack: LocalStack) -> int | str:
+    """The pairs the report counts, or why it gave none."""
+    report = stack.cli("shadow", "report", "--json", check=False, timeout=120)
+    if report.returncode:
+        return f"no report: {report.stderr.strip().removeprefix('bluegreen: ')}"
+    return json.loads(report.stdout)["paired"]
+
+
+def error_log(stack: LocalStack) -> tuple[int, int]:
+    """nginx's error log: (bytes, lines)."""
+    data = (stack.run_dir / "nginx" / "error.log").read_bytes()
+    return len(data), data.count(b"\n")
 
 
 def main() -> int:
@@ -118,30 +130,43 @@ def main() -> int:
         try:
             stack.cli("up")
             load(stack.front, args.clients, 2.0)  # warm-up
-            rows.append(("no shadow", load(stack.front, args.clients, args.seconds), None))
+            logged = error_log(stack)
+            rows.append(("no shadow", load(stack.front, args.clients, args.seconds), None,
+                         diff(error_log(stack), logged)))
             stack.cli("shadow", "start", "v1.1.0", "--sample", str(args.sample))
             green = stack.gunicorn_pids("green")
             for name, stopped in ((f"shadow, {args.sample}% mirrored", 0.0),
                                   (f"slow shadow (stopped {args.slow_ms:g} of every 100 ms)", args.slow_ms),
-                                  ("frozen shadow (stopped the whole row)", 100.0)):
-                before = paired(stack)
-                if stopped:
+                                  ("frozen shadow (stopped the whole row)", 100.0),
+                                  ("dead shadow (killed before the row)", None)):
+                before, logged = paired(stack), error_log(stack)
+                if stopped is None:
+                    for pid in green:
+                        os.kill(pid, signal.SIGKILL)
+                    figures = load(stack.front, args.clients, args.seconds)
+                elif stopped:
                     with DutyCycle(green, stopped):
                         figures = load(stack.front, args.clients, args.seconds)
                 else:
                     figures = load(stack.front, args.clients, args.seconds)
                 time.sleep(1.5)  # copies still in flight finish (or time out) before counting
-                rows.append((name, figures, paired(stack) - before))
+                grew, after = diff(error_log(stack), logged), paired(stack)
+                rows.append((name, figures, after - before if isinstance(after, int) else after, grew))
             stack.cli("shadow", "stop")
         finally:
             stack.down()
     print(f"{args.clients} keep-alive clients, {args.seconds:g} s a row, POST /predict through the front door")
-    print("| front door | requests/s | p50 ms | p99 ms | failed | paired by the report |")
-    print("|---|---|---|---|---|---|")
-    for name, f, pairs in rows:
-        share = "-" if pairs is None else f"{pairs} of {f['requests']}"
-        print(f"| {name} | {f['per_second']:.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {f['failed']} | {share} |")
+    print("| front door | requests/s | p50 ms | p99 ms | failed | paired by the report | nginx error log grew |")
+    print("|---|---|---|---|---|---|---|")
+    for name, f, pairs, (grew, lines) in rows:
+        share = "-" if pairs is None else pairs if isinstance(pairs, str) else f"{pairs} of {f['requests']}"
+        print(f"| {name} | {f['per_second']:.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {f['failed']} | {share} | "
+              f"{grew} bytes, {lines} lines |")
     return 0
+
+
+def diff(now: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
+    return now[0] - before[0], now[1] - before[1]
 
 
 if __name__ == "__main__":

@@ -63,12 +63,14 @@ def decide(run: RolloutRun, state: RolloutState, judge: Judge, judgment: Judgmen
                  f"{moved.took_ms if moved else 0:.0f} ms from the first failed poll; {judgment.reason}")
         run.end(state, Phase.ROLLED_BACK, judgment.reason, f"deploy {version} rolled back: {judgment.reason}")
     elif judgment.verdict is Verdict.INCONCLUSIVE:
+        run.traffic.end_probation()  # the rollout ends: no process renews a lease for it any more
         run.step("bake", Outcome.INCONCLUSIVE, judgment.reason)
         state.rollout.judgment = judgment.to_json()
         run.end(state, Phase.DEGRADED, judgment.reason,
                 f"deploy {version}: bake inconclusive ({judgment.reason}); {color} keeps the traffic but "
                 "is not marked stable (`bluegreen promote` makes it stable)")
     else:
+        run.traffic.end_probation()  # judged: the front door is the version's, lease or not
         run.step("bake", Outcome.PASSED, judgment.reason if judgment.promoted else judge.summary())
         state.promote(version)
         run.end(state, Phase.PROMOTED, judgment.reason, f"deploy {version}: promoted on {color}")

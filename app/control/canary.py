@@ -152,7 +152,8 @@ class Canary:
             state.rollout.advance(Phase.SWITCHING)
             self.ctx.store.save(state)
             try:
-                moved = run.traffic.switch(state, rollout.target, reason=f"deploy {rollout.version}: canary at 100%")
+                moved = run.traffic.switch(state, rollout.target, reason=f"deploy {rollout.version}: canary at 100%",
+                                           probation=True)
             except ControllerError as exc:
                 run.traffic.return_to_stable(state, f"switch failed: {exc}", automatic=False)
                 run.step(name, Outcome.FAILED, str(exc))

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote = sub.add_parser("promote", help="a human's pass for a paused window (the canary moves on, a bake "
                                              "promotes) or a degraded rollout; recorded with the reason")
     promote.add_argument("--reason", help="why (kept in the history with the verdict it overrides)")
-    sub.add_parser("reload", help="re-render, test and reload the nginx config")
+    sub.add_parser("reload", help="re-render, test and reload the nginx config (a reload may reset idle "
+                                  "keep-alive client connections)")
     sub.add_parser("token", help="print the bearer token the local colors require on POST /feedback")
     sub.add_parser("reconcile", help="repair the record from what nginx serves (recorded in the history)")
     history = sub.add_parser("history", help="every switch, gate and deploy, with time, reason and outcome")
@@ -185,9 +186,13 @@ def run(args) -> int:
     for warning in config.warnings:
         say_to_stderr(f"bluegreen: warning: {warning}")
     if args.command == "token":
-        from app.control.tokens import current_token
+        from app.control.tokens import current_token, token_warning
 
-        print(current_token(config.run_dir))
+        token = current_token(config.run_dir)
+        warning = token_warning(config.run_dir)
+        if warning:
+            say_to_stderr(f"bluegreen: warning: {warning}")
+        print(token)
         return 0
     say = say_to_stderr if getattr(args, "json", False) else print
     controller = Controller(build_context(config, say))
@@ -271,7 +276,12 @@ def change(controller, args, say) -> int:
     elif args.command == "down":
         controller.lifecycle.down()
     elif args.command == "reload":
-        print(controller.lifecycle.reload())
+        from app.control.frontdoor import RELOAD_NOTE, RELOADED
+
+        outcome = controller.lifecycle.reload()
+        print(outcome)
+        if outcome == RELOADED:
+            say_to_stderr(f"bluegreen: {RELOAD_NOTE}")
     elif args.command == "reconcile":
         print(controller.reconciler.reconcile())
     elif args.command == "switch":

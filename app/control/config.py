@@ -7,6 +7,10 @@ door), ``BLUEGREEN_PREVIEW_PORT``, ``BLUEGREEN_BLUE_PORT`` and ``BLUEGREEN_GREEN
 (comma-separated for several replicas), ``BLUEGREEN_DASHBOARD_HOST`` and
 ``BLUEGREEN_DASHBOARD_PORT`` (`bluegreen dashboard`).
 
+Paths: a relative ``run_dir`` or ``models_dir`` in a config file is read from that file's
+folder (without a file, from the working directory); ``models_dir`` defaults to the
+project's models folder, wherever the file is.
+
 Every setting has a type. A wrong type, an unknown key, a value out of range, or a rule
 that spans settings (nginx must close idle upstream connections before gunicorn does) is
 refused when the file is loaded, with one line naming the key: never in the middle of a
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import defaults
-from app.artifacts.versions import SHIPPED_VERSIONS
+from app.artifacts.versions import SHIPPED_VERSIONS, artifact_path, card_path
 from app.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +221,10 @@ def _confidence(value) -> str:
     return "" if 0.5 <= value < 1 else "must be at least 0.5 and below 1"
 
 
+def _lease(value) -> str:
+    return "" if 3 <= value <= 300 else "must be from 3 to 300 seconds (it is renewed every second)"
+
+
 def _drop(value) -> str:
     return "" if 0 < value < 1 else "must be above 0 and below 1"
 
@@ -262,6 +270,12 @@ class BakeSettings:
     # 0: no pause, the rollout ends `degraded` as an undecided bake did before).
     max_period: float = check(_positive, 120.0)
     pause_timeout: float = check(_not_negative, 3600.0)
+    # The controller judging a window renews a lease every second; nginx applies what the
+    # window exposes users to (a canary's share, a bake's new color, paired copies) only
+    # while it lives. A controller that dies or freezes: users are back on the stable
+    # version this many seconds (and at most one more) after its last renewal
+    # (docs/adr/0017-a-lease-on-exposure.md).
+    lease: float = check(_lease, 10.0)
 
 
 @dataclass(frozen=True)
@@ -337,6 +351,15 @@ class StackConfig:
     drift: DriftSettings = field(default_factory=DriftSettings)
     source: str = "defaults"
     warnings: tuple[str, ...] = ()     # deprecated settings that were read and ignored
+    models_dir_from: str = "the default: the project's models folder"   # for errors that searched it
+
+    def unknown_version(self, version: str) -> str | None:
+        """Why ``version`` is unknown here, naming the directory searched and where that came
+        from; None when ``models_dir`` has its card or its artifact."""
+        if card_path(self.models_dir, version).exists() or artifact_path(self.models_dir, version).exists():
+            return None
+        return (f"unknown version {version}: no model card {card_path(self.models_dir, version).name} in "
+                f"{self.models_dir} ({self.models_dir_from})")
 
     def servers(self, color: str) -> list[str]:
         """Upstream addresses of ``color`` as nginx reaches them."""
@@ -374,9 +397,16 @@ COLOR_DEFAULTS = {
 }
 
 
+def default_models_dir() -> str:
+    """The project's models folder (where `make models` trains), wherever a config file is; the
+    working directory's ``models`` for an installed copy with no checkout around it."""
+    return str(ROOT / "models" if (ROOT / "pyproject.toml").is_file() else Path.cwd() / "models")
+
+
 def default_table() -> dict:
-    """The defaults as the nested table a TOML file overrides."""
-    table = {"run_dir": ".run", "models_dir": "models", "host": "127.0.0.1"}
+    """The defaults as the nested table a TOML file overrides. A relative path set in a config
+    file is read from that file's folder (``load_config``); models_dir's default is absolute."""
+    table = {"run_dir": ".run", "models_dir": default_models_dir(), "host": "127.0.0.1"}
     table.update({name: dataclasses.asdict(cls()) for name, cls in SECTIONS.items()})
     table["colors"] = {color: dataclasses.asdict(spec) for color, spec in COLOR_DEFAULTS.items()}
     return table
@@ -503,11 +533,17 @@ def load_config(path: str | None = None, environ=None) -> StackConfig:
     if path is None and Path("bluegreen.toml").is_file():
         path = "bluegreen.toml"
     base = Path.cwd()
+    models_from = StackConfig.models_dir_from
     if path is not None:
-        _merge(table, _read_toml(path), warnings=warnings)
+        read = _read_toml(path)
+        _merge(table, read, warnings=warnings)
         source = str(path)
         base = Path(path).resolve().parent
         table["runtime"]["workdir"] = str(base / table["runtime"]["workdir"])
+        if isinstance(read.get("models_dir"), str):
+            relative = not Path(read["models_dir"]).is_absolute()
+            models_from = f"models_dir = {read['models_dir']!r} in {path}" + (
+                ", read from that file's folder" if relative else "")
     _apply_environment(table, environ)
     for key in ("run_dir", "models_dir", "host"):
         _convert(table[key], str, key)
@@ -520,6 +556,7 @@ def load_config(path: str | None = None, environ=None) -> StackConfig:
         colors={color: _build(ColorSettings, table["colors"][color], f"colors.{color}") for color in COLORS},
         source=source,
         warnings=tuple(warnings),
+        models_dir_from=models_from,
         **{name: _build(cls, table[name], name) for name, cls in SECTIONS.items()},
     )
     _check_rules(config)

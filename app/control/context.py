@@ -1,8 +1,8 @@
 """The parts every controller service works through, wired once per command.
 
 A ``Context`` holds the ``Runtime`` (the colors), the ``Proxy`` (the front door), the
-``Doors`` (what the front door answers), the ``StateStore``, the ``Clock`` and where
-lines for the operator go. Each service (``frontdoor``, ``traffic``, ``reconcile``,
+``Doors`` (what the front door answers), the ``StateStore``, the ``Clock``, where lines
+for the operator go, and this process's ``Lease``. Each service (``frontdoor``, ``traffic``, ``reconcile``,
 ``lifecycle``, ``operations``, ``views``, the rollouts) takes a context and talks to the
 world only through it, so the reconciler tests swap the world for a fake one.
 """
@@ -18,6 +18,7 @@ from app.control.commands import ShellRunner
 from app.control.config import StackConfig
 from app.control.doors import Doors, HttpDoors
 from app.control.events import Event
+from app.control.lease import Lease
 from app.control.proxies import CommandProxy, LocalNginx, Proxy
 from app.control.rollout import RolloutState
 from app.control.runtimes import CommandRuntime, LocalRuntime, Runtime
@@ -40,6 +41,11 @@ class Context:
     say: Callable[[str], None] = print
     unrecorded: list[Event] = field(default_factory=list)
     record_error: ControllerError | None = None
+    # This process's lease on what a judged window exposes users to (``lease.py``).
+    lease: Lease = field(init=False)
+
+    def __post_init__(self):
+        self.lease = Lease(self.proxy, self.config.bake.lease)
 
     def read_state(self) -> RolloutState:
         """The recorded state, as is (reading never writes)."""

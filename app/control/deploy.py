@@ -63,6 +63,8 @@ class Deployer:
                                  DeployResult(version, rollout.source, rollout.target, dry_run), started)
                 state.rollout = rollout
                 self.ctx.store.save(state)
+                if not dry_run:  # before users can reach the version: the switch or a canary's share
+                    run.hold_lease()
                 self._gate_load_switch(state, run)
                 if rollout.phase not in (Phase.BAKING, Phase.CANARY):
                     return run.finish(state)
@@ -74,6 +76,13 @@ class Deployer:
             if run is None:  # refused, or the lock or the state could not be had: nothing began
                 raise
             return run.abandon(exc)
+        except BaseException:  # interrupted (Ctrl-C): nothing more runs, the lease lapses by itself
+            if run is not None:
+                run.drop_lease()
+            raise
+        finally:
+            if run is not None:
+                run.release_lease()
         if run.result.phase is Phase.PROMOTED:
             scale_down_later(run, rollout.source)
         return run.result
@@ -142,8 +151,9 @@ class Deployer:
             card = verify_artifact(self.config.models_dir, version)
             active_card = read_card(self.config.models_dir, state.versions[source])
         except ModelLoadError as exc:
-            run.step("verify artifact", Outcome.FAILED, str(exc))
-            run.end(state, Phase.ABORTED, str(exc), f"deploy {version} refused: {exc}; traffic stays on {source}")
+            why = self.config.unknown_version(version) or str(exc)
+            run.step("verify artifact", Outcome.FAILED, why)
+            run.end(state, Phase.ABORTED, why, f"deploy {version} refused: {why}; traffic stays on {source}")
             return
         run.step("verify artifact", Outcome.PASSED,
                  f"{version} ({card.get('algorithm')}), sha256 {card['sha256'][:12]}")
@@ -175,7 +185,7 @@ class Deployer:
             return
         self._advance(state, Phase.SWITCHING)
         try:
-            moved = self.traffic.switch(state, target, reason=f"deploy {version}")
+            moved = self.traffic.switch(state, target, reason=f"deploy {version}", probation=True)
         except ControllerError as exc:
             run.step(f"switch {source} -> {target}", Outcome.FAILED, str(exc))
             run.end(state, Phase.ABORTED, str(exc), f"deploy {version}: {exc}")

@@ -15,6 +15,12 @@ from app.control.nginx_render import generation_of
 from app.control.rollout import RolloutState
 from app.errors import ControllerError
 
+RELOADED = "nginx config replaced and reloaded; the front door serves it"
+# nginx 1.22 closes its old workers' idle keep-alive connections at a reload; a client that
+# reuses one at that instant gets it reset (nginx 1.27.4's keepalive_min_timeout is the fix).
+RELOAD_NOTE = ("note: a reload closes idle keep-alive client connections; a client that reuses one at that instant "
+               "may see it reset (most clients do not send a POST again): docs/PERFORMANCE.md, \"Reloads\"")
+
 
 class FrontDoor:
     """Applies and verifies the front door's config; confirms which color it answers with."""
@@ -63,7 +69,7 @@ class FrontDoor:
                 self.ctx.record(Event(action=Action.RELOAD, outcome=Outcome.FAILED, reason=str(exc)))
                 exc.recorded = True
                 raise
-            outcome = "nginx config replaced and reloaded; the front door serves it"
+            outcome = RELOADED
         self.ctx.record(Event(action=Action.RELOAD, outcome=Outcome.SUCCEEDED, reason=outcome))
         return outcome
 

@@ -13,9 +13,10 @@ from app.artifacts.versions import SHIPPED_VERSIONS, card_path
 from app.control import gates, offline
 from app.control.config import COLORS
 from app.control.context import Context
-from app.control.events import Action, Event, Outcome
+from app.control.events import Action, Event, Outcome, repair
 from app.control.frontdoor import FrontDoor
 from app.control.reconcile import Reconciler
+from app.control.tokens import token_warning
 from app.errors import ControllerError, ModelLoadError
 
 
@@ -39,7 +40,7 @@ class Lifecycle:
             try:
                 verify_artifact(models_dir, version)
             except ModelLoadError as exc:
-                raise ControllerError(str(exc)) from exc
+                raise ControllerError(self.ctx.config.unknown_version(version) or str(exc)) from exc
 
     def ensure_color(self, color: str, version: str) -> str:
         """Leave a healthy color alone ("running"); (re)start one that is down or wrong ("started")."""
@@ -62,6 +63,14 @@ class Lifecycle:
     def up(self) -> dict:
         config = self.ctx.config
         with self.reconciler.locked() as state:
+            warning = token_warning(config.run_dir) if config.runtime.kind == "local" else ""
+            if warning:
+                self.ctx.say(f"warning: {warning}")
+            stopped = self.ctx.runtime.cleanup()
+            if stopped:
+                reason = f"stopped gunicorn workers whose master was killed: {', '.join(stopped)}"
+                self.ctx.say(f"repaired: {reason}")
+                self.ctx.record(repair(reason))
             self.prepare_models([state.versions[c] for c in COLORS])
             result = {color: self.ensure_color(color, state.versions[color]) for color in COLORS}
             result["nginx"] = self.front.apply(state)
@@ -81,10 +90,13 @@ class Lifecycle:
             proxy.stop()
             for color in COLORS:
                 runtime.stop_color(color)
-            stopped = proxy.cleanup()
+            stopped, orphans = proxy.cleanup(), runtime.cleanup()
         if stopped:
             self.ctx.record(Event(action=Action.DOWN, outcome=Outcome.REPAIRED,
                                   reason=f"stopped nginx processes no master owned: {', '.join(stopped)}"))
+        if orphans:
+            self.ctx.record(Event(action=Action.DOWN, outcome=Outcome.REPAIRED,
+                                  reason=f"stopped gunicorn workers whose master was killed: {', '.join(orphans)}"))
         left = proxy.leftovers() + runtime.leftovers()
         if left:
             self.ctx.record(Event(action=Action.DOWN, outcome=Outcome.FAILED,

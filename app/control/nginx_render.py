@@ -50,6 +50,8 @@ BUCKETS = tuple(f"b{i:02d}" for i in range(100))
 # Mirrored copies the shadow relay keeps in flight at once; a slow shadow then costs
 # nginx at most this many connections, and the copies beyond it are not sent.
 SHADOW_IN_FLIGHT = 256
+# How long a color that failed a mirrored copy gets no more copies (then nginx tries again).
+SHADOW_FAIL_TIMEOUT = "2s"
 
 
 def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user: str = "") -> dict:
@@ -66,8 +68,11 @@ def render_context(config: StackConfig, nginx_dir: str, marker: str, worker_user
         "marker": marker,
         "canary_dir": f"{nginx_dir}/canary",
         "shadow_dir": f"{nginx_dir}/shadow",
+        "lease_dir": f"{nginx_dir}/lease",
+        "probation_dir": f"{nginx_dir}/probation",
         "buckets": BUCKETS,
         "shadow_in_flight": SHADOW_IN_FLIGHT,
+        "shadow_fail_timeout": SHADOW_FAIL_TIMEOUT,
         "listen": f"{listen_host}:{nginx.port}",
         "preview_listen": f"{listen_host}:{nginx.preview_port}",
         "colors": colors,

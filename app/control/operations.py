@@ -78,6 +78,11 @@ class Operations:
             current = state.rollout
             if current is None or current.id != rollout.id or current.phase is not rollout.phase:
                 raise ControllerError(f"the rollout of {rollout.version} changed meanwhile; nothing promoted")
+            if gone and state.active != current.target:  # its lease lapsed: nginx went back by itself
+                raise ControllerError(f"{gone}, and its lease lapsed: traffic is back on {state.active} "
+                                      f"({state.versions[state.active]}); `bluegreen reconcile` ends the rollout, "
+                                      f"deploy {rollout.version} again to judge it")
+            self.traffic.end_probation()  # a human's verdict: the version keeps the front door
             state.promote(current.version)
             current.advance(Phase.PROMOTED, f"operator promote: {why}")
             self.ctx.store.save(state)

@@ -15,7 +15,9 @@ import grp
 import os
 import pwd
 import signal
+import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -25,6 +27,7 @@ from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, StackConfig, other_color
 from app.control.nginx_render import BUCKETS, render_config, render_context
+from app.control.permissions import make_private_dir
 from app.control.probes import accepts_connections, serving_version
 from app.control.processes import (
     describe,
@@ -39,6 +42,8 @@ from app.control.processes import (
 from app.errors import ControllerError
 
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+# The suffix of a marker that applies when no lease lives (see the template).
+LAPSED = ".lapsed"
 
 
 class Proxy(Protocol):
@@ -63,7 +68,22 @@ class Proxy(Protocol):
         """Send the front door to ``color`` (and the preview door to the other one)."""
 
     def routed_color(self) -> str:
-        """The color the front door routes to right now."""
+        """The color the front door routes to right now (the other one when the routed color
+        is on probation and no lease lives)."""
+
+    def set_probation(self, color: str | None) -> None:
+        """Put ``color`` on probation (a bake's new color): routed to, it keeps the front door
+        only while a controller's lease lives. None: no color is on probation."""
+
+    def on_probation(self) -> str | None:
+        """The color on probation (whether a lease lives or not); None when none is."""
+
+    def lease(self, until: float | None) -> None:
+        """Keep the markers of a judged window (a canary's share, paired copies, a color on
+        probation) in force until ``until`` (a Unix time); None: no longer (``lease.py``)."""
+
+    def leased(self) -> bool:
+        """Whether a controller's lease lives right now."""
 
     def split(self, color: str, percent: int, sticky: bool = False) -> None:
         """Send ``percent`` of the front door's /predict and /feedback to ``color`` while it is
@@ -72,8 +92,9 @@ class Proxy(Protocol):
     def split_share(self) -> tuple[str, int]:
         """The idle color a canary sends requests to and its percentage (0 when none)."""
 
-    def mirror(self, percent: int) -> None:
-        """Mirror ``percent`` of the front door's /predict to the idle color (0: stop); no reload."""
+    def mirror(self, percent: int, leased: bool = False) -> None:
+        """Mirror ``percent`` of the front door's /predict to the other color (0: stop); no
+        reload. ``leased`` copies (a judged window's pairs) stop when the lease lapses."""
 
     def mirrored(self) -> int:
         """The percentage of /predict mirrored to the idle color right now."""
@@ -112,10 +133,15 @@ class Proxy(Protocol):
 
 
 class NginxFiles:
-    """``<run_dir>/nginx``: the live config, the candidate, and the route marker."""
+    """``<run_dir>/nginx``: the live config, the candidate, and the route marker.
 
-    def __init__(self, config: StackConfig):
+    ``mode`` is the directory's: 0700 when nginx runs here as the directory's owner (the relay
+    socket in it, which nginx makes 0666, is then out of other users' reach), 0755 for an
+    nginx container whose workers run as another user."""
+
+    def __init__(self, config: StackConfig, mode: int = 0o755):
         self.config = config
+        self.mode = mode
         self.dir = config.run_dir / "nginx"
         self.conf = self.dir / "nginx.conf"
         self.candidate = self.dir / "nginx.conf.new"
@@ -124,6 +150,9 @@ class NginxFiles:
         # Per-bucket markers: a canary's share of the idle color, and a shadow's sample.
         self.canary_dir = self.dir / "canary"
         self.shadow_dir = self.dir / "shadow"
+        # The controller's lease (a file per second) and the color on probation (lease.py).
+        self.lease_dir = self.dir / "lease"
+        self.probation_dir = self.dir / "probation"
         # Where the proxy itself sees this directory (a container mounts it elsewhere).
         self.seen_as = config.nginx.proxy_dir or str(self.dir)
 
@@ -152,8 +181,19 @@ class NginxFiles:
         except OSError as exc:
             raise ControllerError(f"{self.conf}: {exc.strerror}") from exc
 
+    def prepare(self) -> None:
+        """The directory, with its mode (an existing one is narrowed to it)."""
+        try:
+            make_private_dir(self.config.run_dir)
+            self.dir.mkdir(mode=self.mode, exist_ok=True)
+            if stat.S_IMODE(self.dir.stat().st_mode) & ~self.mode:
+                os.chmod(self.dir, self.mode)
+        except OSError as exc:
+            raise ControllerError(f"{self.dir}: cannot prepare nginx's directory ({exc.strerror})") from exc
+
     def install(self, text: str, test) -> bool:
         """Write the candidate, ``test(candidate)``, then replace the live file; False if unchanged."""
+        self.prepare()
         if not self.differs(text):
             return False
         try:
@@ -169,11 +209,39 @@ class NginxFiles:
             self.candidate.unlink(missing_ok=True)
         return True
 
-    def routed_color(self) -> str:
+    def marked_color(self) -> str:
+        """The color the route marker names."""
         return "green" if self.marker.exists() else "blue"
 
+    def routed_color(self) -> str:
+        """What nginx serves: the marked color, unless it is on probation and no lease lives."""
+        marked = self.marked_color()
+        if (self.probation_dir / f"{marked}{LAPSED}").exists() and not self.leased():
+            return other_color(marked)
+        return marked
+
+    def on_probation(self) -> str | None:
+        return next((color for color in COLORS if (self.probation_dir / f"{color}{LAPSED}").exists()), None)
+
+    def set_probation(self, color: str | None) -> None:
+        """``probation/<color>.lapsed``: nginx leaves ``color`` when no lease lives (the template)."""
+        if color is not None and color not in COLORS:
+            raise ControllerError(f"unknown color {color!r}")
+        self._set_markers(self.probation_dir, {f"{color}{LAPSED}"} if color else set(),
+                          what="put the color on probation" if color else "end the probation")
+
+    def leased(self) -> bool:
+        """The file of the current second exists (what nginx tests on each request)."""
+        return (self.lease_dir / str(int(time.time()))).exists()
+
+    def lease(self, until: float | None) -> None:
+        """A file for each second from the last one until ``until``; None: none."""
+        now = int(time.time())
+        self._set_markers(self.lease_dir, set() if until is None else {str(s) for s in range(now - 1, int(until) + 1)},
+                          what="renew the lease")
+
     @staticmethod
-    def _set_markers(directory: Path, wanted: set[str]) -> None:
+    def _set_markers(directory: Path, wanted: set[str], what: str = "move the share") -> None:
         """Make exactly ``wanted`` exist in ``directory``: new ones first, then the rest go.
 
         A marker is an empty file, so creating or removing one is atomic by itself; the
@@ -193,7 +261,7 @@ class NginxFiles:
                 finally:
                     os.close(handle)
         except OSError as exc:
-            raise ControllerError(f"{directory}: cannot move the share ({exc.strerror})") from exc
+            raise ControllerError(f"{directory}: cannot {what} ({exc.strerror})") from exc
 
     def split(self, color: str, percent: int, sticky: bool = False) -> None:
         """Bucket markers ``<color>-bNN`` for the first ``percent`` buckets (see the template)."""
@@ -205,7 +273,7 @@ class NginxFiles:
         self._set_markers(self.canary_dir, wanted)
 
     def split_share(self) -> tuple[str, int]:
-        idle = other_color(self.routed_color())
+        idle = other_color(self.marked_color())
         try:
             names = {path.name for path in self.canary_dir.iterdir()}
         except FileNotFoundError:
@@ -238,10 +306,13 @@ class NginxFiles:
         except OSError as exc:
             raise ControllerError(f"{log}: {exc.strerror}") from exc
 
-    def mirror(self, percent: int) -> None:
+    def mirror(self, percent: int, leased: bool = False) -> None:
+        """Bucket markers ``bNN`` apply while a lease lives; a shadow's also exist as
+        ``bNN.lapsed``, which apply when none does (see the template)."""
         if not 0 <= percent <= 100:
             raise ControllerError(f"cannot mirror {percent}%")
-        self._set_markers(self.shadow_dir, set(BUCKETS[:percent]))
+        wanted = set(BUCKETS[:percent])
+        self._set_markers(self.shadow_dir, wanted if leased else wanted | {f"{b}{LAPSED}" for b in wanted})
 
     def mirrored(self) -> int:
         try:
@@ -269,7 +340,7 @@ class LocalNginx:
     def __init__(self, config: StackConfig, clock: Clock):
         self.config = config
         self.clock = clock
-        self.files = NginxFiles(config)
+        self.files = NginxFiles(config, mode=0o700)
         self.dir = self.files.dir
         self.pid_file = self.dir / "nginx.pid"
         self.error_log = self.dir / "error.log"
@@ -283,7 +354,7 @@ class LocalNginx:
         """
         if os.geteuid() != 0:
             return ""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.files.prepare()
         info = self.dir.stat()
         return f"{pwd.getpwuid(info.st_uid).pw_name} {grp.getgrgid(info.st_gid).gr_name}"
 
@@ -376,14 +447,26 @@ class LocalNginx:
     def routed_color(self) -> str:
         return self.files.routed_color()
 
+    def set_probation(self, color: str | None) -> None:
+        self.files.set_probation(color)
+
+    def on_probation(self) -> str | None:
+        return self.files.on_probation()
+
+    def lease(self, until: float | None) -> None:
+        self.files.lease(until)
+
+    def leased(self) -> bool:
+        return self.files.leased()
+
     def split(self, color: str, percent: int, sticky: bool = False) -> None:
         self.files.split(color, percent, sticky)
 
     def split_share(self) -> tuple[str, int]:
         return self.files.split_share()
 
-    def mirror(self, percent: int) -> None:
-        self.files.mirror(percent)
+    def mirror(self, percent: int, leased: bool = False) -> None:
+        self.files.mirror(percent, leased)
 
     def mirrored(self) -> int:
         return self.files.mirrored()
@@ -484,6 +567,22 @@ class CommandProxy:
             raise ControllerError(f"runtime.commands.routed printed {color!r}, not blue or green")
         return color
 
+    # Another proxy (a route command: a Kubernetes Service) has no lease: a bake's color is not
+    # on probation there, and only the next command's reconcile ends a rollout whose controller died.
+    def set_probation(self, color: str | None) -> None:
+        if not self.commands.route:
+            self.files.set_probation(color)
+
+    def on_probation(self) -> str | None:
+        return None if self.commands.route else self.files.on_probation()
+
+    def lease(self, until: float | None) -> None:
+        if not self.commands.route:
+            self.files.lease(until)
+
+    def leased(self) -> bool:
+        return False if self.commands.route else self.files.leased()
+
     def _markers(self, what: str) -> NginxFiles:
         # The markers are the nginx container's; another proxy (a route command) has none.
         if self.commands.route:
@@ -500,9 +599,9 @@ class CommandProxy:
             return other_color(self.routed_color()), 0
         return self.files.split_share()
 
-    def mirror(self, percent: int) -> None:
+    def mirror(self, percent: int, leased: bool = False) -> None:
         if percent or not self.commands.route:
-            self._markers("a shadow").mirror(percent)
+            self._markers("a shadow").mirror(percent, leased)
 
     def mirrored(self) -> int:
         return 0 if self.commands.route else self.files.mirrored()

@@ -75,13 +75,23 @@ class Reconciler:
         with self.locked(repair_rollout=False) as state:
             on = eligible(state) and state.pairing is None and not self.ctx.proxy.mirrored()
             if on:
-                self.traffic.pair(state, percent)
+                self.ctx.lease.take()  # the copies stop by themselves if this process dies
+                try:
+                    self.traffic.pair(state, percent)
+                except BaseException:
+                    self.ctx.lease.release()
+                    raise
         try:
             yield on
         finally:
             if on:  # off whatever the record says now: this window turned it on
-                with self.locked(repair_rollout=False) as state:
-                    self.traffic.pair(state, 0)
+                try:
+                    with self.locked(repair_rollout=False) as state:
+                        self.traffic.pair(state, 0)
+                finally:
+                    warning = self.ctx.lease.release()
+                    if warning:
+                        self.ctx.say(f"warning: {warning}")
 
     def reconcile(self) -> str:
         """`bluegreen reconcile`: repair what needs repairing; say what is true now."""
@@ -89,25 +99,31 @@ class Reconciler:
             pass
         return f"the record matches what is observed: {state.active} ({state.versions[state.active]}) is active"
 
-    def repair(self, reason: str, **details) -> Event:
-        self.ctx.say(f"repaired: {reason}")
-        return self.ctx.record(repair(reason, **details))
-
     def reconcile_locked(self, state: RolloutState, repair_rollout: bool = True) -> list[Event]:
-        """Repair the record from what is observed (lock held); return the repairs."""
-        repairs = []
+        """Repair the record from what is observed (lock held); return the repairs. They are
+        recorded (and said) once the state that holds them is saved: a state that cannot be
+        written leaves no history line claiming a repair it lacks."""
+        repairs: list[Event] = []
         routed = self.ctx.proxy.routed_color()
         if routed != state.active:
-            repairs.append(self.repair(f"nginx serves {routed} but the record said {state.active} "
-                                       "(a controller was interrupted mid-switch)",
-                                       **{"from": state.active, "to": routed}))
+            if self.ctx.proxy.on_probation() == state.active:  # nginx went back by itself: make it the route
+                why = (f"nginx serves {routed}: {state.active} ({state.versions[state.active]}) was on probation "
+                       "for a judged window, and the lease of the controller judging it lapsed")
+                self.ctx.proxy.route(routed)
+                self.ctx.proxy.set_probation(None)
+            else:
+                why = (f"nginx serves {routed} but the record said {state.active} "
+                       "(a controller was interrupted mid-switch)")
+            repairs.append(repair(why, **{"from": state.active, "to": routed}))
             state.previous, state.active = state.active, routed
+        elif self.ctx.proxy.on_probation() not in (None, state.active):
+            self.ctx.proxy.set_probation(None)  # left on a color traffic has left: it applies to nothing
         for color in COLORS:
             probes = self.ctx.runtime.probe_color(color)
             observed = observed_version(probes)
             if observed and observed != state.versions[color]:
-                repairs.append(self.repair(f"{color} serves {observed} but the record said {state.versions[color]}",
-                                           color=color, **{"from": state.versions[color], "to": observed}))
+                repairs.append(repair(f"{color} serves {observed} but the record said {state.versions[color]}",
+                                      color=color, **{"from": state.versions[color], "to": observed}))
                 state.versions[color] = observed
             self.note_failovers(color, probes)
         why = interrupted(state) if repair_rollout else None
@@ -116,10 +132,13 @@ class Reconciler:
         pairing = state.pairing
         if pairing and not process_alive(pairing.get("pid"), pairing.get("pid_started")):
             self.traffic.pair(state, 0)
-            repairs.append(self.repair(f"nginx paired {pairing.get('percent')}% of the front door's requests for a "
-                                       f"window judged by pid {pairing.get('pid')}, which is gone: turned off"))
+            repairs.append(repair(f"nginx paired {pairing.get('percent')}% of the front door's requests for a "
+                                  f"window judged by pid {pairing.get('pid')}, which is gone: turned off"))
         if repairs:
             self.ctx.store.save(state)
+        for event in repairs:
+            self.ctx.say(f"repaired: {event.reason}")
+            self.ctx.record(event)
         return repairs
 
     def note_failovers(self, color: str, probes: list[ServerProbe]) -> int:
@@ -140,14 +159,17 @@ class Reconciler:
         return new
 
     def _end_interrupted(self, state: RolloutState, why: str) -> Event:
+        """End a rollout whose deploy is gone (its repair is recorded by the caller, once saved)."""
         rollout = state.rollout
         if state.active == rollout.target and state.stable and state.versions[state.active] != state.stable:
             self.traffic.return_to_stable(state, f"{why}; its version had the traffic", automatic=False)
             outcome = f"{why}; traffic returned to {state.stable}"
         elif self.traffic.clear_split(why):
             outcome = f"{why}; its canary share went back to 0%, all traffic on {state.versions[state.active]}"
-        else:
+        elif rollout.phase in (Phase.GATING, Phase.LOADING):
             outcome = f"{why}; traffic never left {state.versions[state.active]}"
+        else:  # nginx had already gone back (its lease lapsed), or the record was repaired first
+            outcome = f"{why}; traffic is on {state.versions[state.active]}"
         if Phase.ABORTED in TRANSITIONS[rollout.phase]:
             rollout.advance(Phase.ABORTED, outcome)
-        return self.repair(outcome, rollout=rollout.id, version=rollout.version)
+        return repair(outcome, rollout=rollout.id, version=rollout.version)

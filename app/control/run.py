@@ -95,6 +95,7 @@ class RolloutRun:
         self.rollout = rollout
         self.result = result
         self.started = started
+        self.leased = False
 
     # -- steps and checks -------------------------------------------------------------------
     def step(self, name: str, outcome: Outcome, reason: str = "") -> Step:
@@ -110,18 +111,21 @@ class RolloutRun:
         return current is not None and current.id == self.rollout.id and (not phases or current.phase in phases)
 
     def stopped(self, state: RolloutState, *phases: Phase) -> str | None:
-        """Why this rollout must not take its next step (an abort request, or another command
-        ended it); None to go on."""
+        """Why this rollout must not take its next step (an abort request, another command
+        ended it, or its lease lapsed); None to go on."""
         request = self.ctx.store.abort_request(self.rollout.id)
         if request:
             return f"operator {request.get('action', 'abort')}"
         if not self.ours(state, *phases):
             return "the rollout was ended by another command"
-        return None
+        return self.ctx.lease.lapsed()
 
     def preempted(self, phases: tuple[Phase, ...], active: str) -> str | None:
         """Why a judged window must stop now (no lock held): ``stopped``, or the front door no
         longer on ``active``; None to go on."""
+        lapsed = self.ctx.lease.lapsed()
+        if lapsed:
+            return lapsed
         request = self.ctx.store.abort_request(self.rollout.id)
         if request:
             return f"operator {request.get('action', 'abort')}"
@@ -132,6 +136,47 @@ class RolloutRun:
         if state.active != active:
             return f"the front door was moved away from {active} by another command"
         return None
+
+    # -- the lease --------------------------------------------------------------------------
+    def hold_lease(self) -> None:
+        """From here until ``release_lease`` nginx applies what this rollout exposes users to
+        (a canary's share, the new color on probation, paired copies) only while this process
+        renews its lease (``lease.py``): a deploy that dies leaves nothing unjudged for long."""
+        self.ctx.lease.take()
+        self.leased = True
+
+    def drop_lease(self) -> None:
+        """Stop renewing, and leave the lease to lapse by itself (the deploy was interrupted:
+        the next command's reconcile ends the rollout)."""
+        if self.leased:
+            self.leased = False
+            self.ctx.lease.drop()
+
+    def release_lease(self) -> None:
+        """Let the lease go, once the rollout's end is saved (a promoted color is no longer on
+        probation by then). A color still on probation (its rollout ended, but traffic could
+        not be moved back) is no longer served once the lease is gone: the record is made to
+        say so at once, as the next command's reconcile would."""
+        if not self.leased:
+            return
+        self.leased = False
+        warning = self.ctx.lease.release()
+        if warning:
+            self.ctx.say(f"warning: {warning}")
+            return
+        if self.ctx.proxy.on_probation() is None:
+            return
+        result = self.result
+        try:
+            before = self.ctx.read_state().active
+            with self.reconciler.locked(repair_rollout=False) as state:
+                back = f"{state.active} ({state.versions[state.active]})"
+        except ControllerError as exc:
+            self.ctx.say(f"warning: its lease ended, so nginx no longer serves a color on probation; the record "
+                         f"could not say so yet ({exc}): the next bluegreen command does")
+            return
+        if state.active != before and result.message:
+            result.message += f"; but its lease has ended, so nginx routes to {back} again"
 
     # -- judged windows ---------------------------------------------------------------------
     def paired(self, settings: BakeSettings):
@@ -207,7 +252,8 @@ class RolloutRun:
             except ControllerError as again:
                 if clock.monotonic() >= deadline:
                     result.phase, result.reason = Phase.ABORTED, str(error)
-                    result.message = (f"deploy {result.version} failed: {error}; and it could not be ended ({again}): "
+                    why = "for the same reason" if str(again) == str(error) else f"({again})"
+                    result.message = (f"deploy {result.version} failed: {error}; and it could not be ended {why}: "
                                       "the next bluegreen command ends it")
                     return result
                 clock.sleep(ABANDON_RETRY_SECONDS)

@@ -8,6 +8,7 @@ compose, kubectl, ...). Both observe a color the same way, over HTTP: ``/ready``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,12 +22,15 @@ from typing import Protocol
 from app.control.clock import Clock
 from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
+from app.control.permissions import make_private_dir
 from app.control.probes import ServerProbe, accepts_connections, fetch_records, probe, serving_version
 from app.control.processes import describe, listeners, live_pid, tail, terminate
 from app.control.tokens import server_environment
 from app.errors import ControllerError
 
 GUNICORN_CONF = ROOT / "app" / "server" / "gunicorn_conf.py"
+# How long an orphaned worker gets to finish its requests before it is killed.
+ORPHAN_STOP_SECONDS = 5.0
 
 
 class Runtime(Protocol):
@@ -47,6 +51,10 @@ class Runtime(Protocol):
 
     def leftovers(self) -> list[str]:
         """What still listens on the colors' addresses (after a stop: should be nothing)."""
+
+    def cleanup(self) -> list[str]:
+        """Stop what an earlier run of ours left holding a color's port (workers whose master
+        was killed); say what was stopped."""
 
 
 def _port(address: str) -> int:
@@ -83,10 +91,42 @@ class LocalRuntime:
         for address, pid in self.server_pids(color).items():
             answer = probe(address, pid)
             if pid is None and answer.health is not None:
-                holders = listeners(_port(address))
-                answer = replace(answer, foreign=", ".join(describe(p) for p, _ in holders) or "an unknown process")
+                holders = [p for p, _ in listeners(_port(address))]
+                orphans = self.orphans(color, address)
+                if holders and set(holders) <= set(orphans):
+                    answer = replace(answer, ready=False, health=None,
+                                     error=f"only workers left by a killed gunicorn master hold it "
+                                           f"(pid {', '.join(map(str, orphans))}); `bluegreen up` stops them")
+                else:
+                    answer = replace(answer, foreign=", ".join(describe(p) for p in holders) or "an unknown process")
             probes.append(answer)
         return probes
+
+    def orphans(self, color: str, address: str) -> list[int]:
+        """Pids holding ``address`` with the command line this runtime gave the color's gunicorn
+        there (its pid file and its address) while that gunicorn's master is gone: its workers,
+        orphaned by a kill -9 of the master, still listen until they notice (seconds later)."""
+        pid_file = self._paths(color, address)["pid"]
+        if live_pid(pid_file, "gunicorn"):
+            return []
+        return [pid for pid, cmdline in listeners(_port(address)) if _started_as(cmdline, pid_file, address)]
+
+    def cleanup(self) -> list[str]:
+        stopped = []
+        for color in COLORS:
+            for address in self.config.servers(color):
+                stopped += self._stop_orphans(color, address)
+        return stopped
+
+    def _stop_orphans(self, color: str, address: str) -> list[str]:
+        orphans = self.orphans(color, address)
+        stopped = [describe(pid) for pid in orphans]
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)  # a stopped worker would never act on the TERM
+            # TERM: a gunicorn worker finishes the requests it has, then exits.
+            terminate(pid, "gunicorn", signal.SIGTERM, ORPHAN_STOP_SECONDS, self.clock)
+        return stopped
 
     def leftovers(self) -> list[str]:
         return [f"{address} ({describe(pid)})" for color in COLORS for address in self.config.servers(color)
@@ -106,7 +146,7 @@ class LocalRuntime:
 
     def start_color(self, color: str, version: str) -> None:
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.run_dir)
         except OSError as exc:
             raise ControllerError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from exc
         started = [(address, self._start_server(color, version, address)) for address in self.config.servers(color)]
@@ -117,6 +157,7 @@ class LocalRuntime:
         paths = self._paths(color, address)
         if live_pid(paths["pid"], "gunicorn"):
             raise ControllerError(f"{color} ({address}) is already running; stop it first")
+        self._stop_orphans(color, address)
         holders = listeners(_port(address))
         if holders:
             raise ControllerError(f"{color} cannot start on {address}: the port is held by "
@@ -174,6 +215,13 @@ class LocalRuntime:
     def stop_color(self, color: str) -> None:
         for address in self.config.servers(color):
             self.stop_server(color, address)
+
+
+def _started_as(cmdline: str, pid_file: Path, address: str) -> bool:
+    """Whether ``cmdline`` is the gunicorn command line ``_start_server`` writes for this pid
+    file and address (its workers share it)."""
+    padded = f" {cmdline} "
+    return "gunicorn" in cmdline and f" --pid {pid_file} " in padded and f" --bind {address} " in padded
 
 
 def read_lines(path: Path, offsets: dict) -> list[dict]:
@@ -248,6 +296,9 @@ class CommandRuntime:
             found += fetch_records(address, since)
         latest = max((r["t"] for r in found if isinstance(r.get("t"), (int, float))), default=since)
         return found, max(since, latest + 0.0005)
+
+    def cleanup(self) -> list[str]:
+        return []  # the platform restarts its own processes
 
     def leftovers(self) -> list[str]:
         # A model server still answering, not a port that accepts: a kubectl port-forward

@@ -16,7 +16,7 @@ are counted apart on the shadow color, never as its traffic, so a later bake is 
 from __future__ import annotations
 
 import json
-import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +24,6 @@ from app.artifacts.fsutil import atomic_write_bytes
 from app.control import stats
 from app.control.controller import Controller
 from app.control.events import Action, Event, Outcome
-from app.control.http import HttpError, get
 from app.control.reconcile import running_rollout
 from app.control.rollout import Phase
 from app.errors import ControllerError
@@ -160,28 +159,36 @@ class ShadowControl:
         return shadow or {}
 
     def _records(self, color: str, since: float) -> list[dict]:
-        token = os.environ.get("METRICS_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        records = []
-        for address in self.ctx.config.probe_addresses(color):
-            try:
-                answer = get(f"http://{address}/records?since={since:.3f}", timeout=30, headers=headers)
-                body = answer.json()
-            except (HttpError, ValueError) as exc:
-                raise ControllerError(f"{color} ({address}) did not give its records: {exc}") from exc
-            if answer.status != 200 or not isinstance(body, dict) or not isinstance(body.get("records"), list):
-                raise ControllerError(f"{color} ({address}) did not give its records: HTTP {answer.status}")
-            records += [r for r in body["records"] if isinstance(r, dict) and isinstance(r.get("id"), str)]
-        return records
+        """What ``color``'s servers kept since ``since``, read where they wrote it (the local
+        runtime reads the files beside their metrics, so a dead or frozen color still gives
+        everything it wrote; over ``/records`` otherwise, where one that does not answer gives
+        nothing)."""
+        records, _ = self.ctx.runtime.records(color, None)
+        return [r for r in records if isinstance(r.get("id"), str) and isinstance(r.get("t"), (int, float))
+                and r["t"] >= since]
+
+    def _missing(self, side: str, color: str, records: list[dict]) -> dict | None:
+        """``side`` ("active" or "shadow") when a server of ``color`` does not answer now: why,
+        and the time of the last answer it kept (None when it kept none)."""
+        silent = [f"{p.address}: {p.error or 'no answer'}" for p in self.ctx.runtime.probe_color(color)
+                  if p.health is None]
+        if not silent:
+            return None
+        last = max((r["t"] for r in records), default=None)
+        return {"side": side, "color": color, "reason": "; ".join(silent), "last_answer": last}
 
     def report(self) -> dict:
         shadow = self._saved()
         if not shadow:
             raise ControllerError("no shadow has run: `bluegreen shadow start VERSION` first")
         since = float(shadow["started"])
-        figures = compare(self._records(shadow["active"], since), self._records(shadow["color"], since))
+        active, copies = self._records(shadow["active"], since), self._records(shadow["color"], since)
+        figures = compare(active, copies)
+        missing = [m for m in (self._missing("active", shadow["active"], active),
+                               self._missing("shadow", shadow["color"], copies)) if m]
         # The figures' "active" is the active side's numbers; the color it ran on stays as active_color.
-        return {**shadow, "active_color": shadow["active"], "running": self.proxy.mirrored() > 0, **figures}
+        return {**shadow, "active_color": shadow["active"], "running": self.proxy.mirrored() > 0, **figures,
+                "missing": missing}
 
 
 def _ms(value) -> str:
@@ -212,5 +219,11 @@ def describe(report: dict) -> str:
                      f"({side['server_errors']} 5xx), latency p50 {_ms(side['p50_ms'])} p99 {_ms(side['p99_ms'])}")
     lines.append(f"labelled paired rows: {labelled['rows']}; accuracy active {_share(labelled['active_accuracy'])}, "
                  f"shadow {_share(labelled['shadow_accuracy'])}")
+    for gone in report.get("missing", []):
+        last = gone["last_answer"]
+        since = (f"its last kept answer at {time.strftime('%H:%M:%S', time.localtime(last))}" if last is not None
+                 else "no answer kept since the shadow started")
+        lines.append(f"missing: the {gone['side']} side, {gone['color']}, does not answer ({gone['reason']}); "
+                     f"{since}; the figures above are what it kept until then")
     return "\n".join(lines)
 

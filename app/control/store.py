@@ -20,6 +20,7 @@ from app.artifacts.fsutil import atomic_write_bytes, atomic_write_json
 from app.control.clock import Clock
 from app.control.events import Event
 from app.control.exposition import rollout_exposition
+from app.control.permissions import check_run_dir, make_private_dir
 from app.control.rollout import RolloutState
 from app.errors import ControllerError
 
@@ -151,7 +152,7 @@ class StateStore:
         """Remember that ``color``'s servers (started at ``since``) counted ``count`` failovers;
         return how many of them are new since the last note (under a lock of its own)."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.run_dir)
             with open(self.failovers_path.with_suffix(".lock"), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
@@ -178,7 +179,7 @@ class StateStore:
     def _append_line(self, entry: dict) -> None:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.run_dir)
             if self.history_path.is_file() and self.history_path.stat().st_size + len(line) > self.history_max_bytes:
                 self._rotate()
             fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -193,7 +194,9 @@ class StateStore:
             raise ControllerError(f"{self.history_path}: cannot write the history ({exc.strerror})") from exc
 
     def check_writable(self) -> None:
-        """Fail now, before a command changes anything, if its outcome could not be recorded."""
+        """Fail now, before a command changes anything, if its outcome could not be recorded, or
+        if other users could write the run directory (and plant what the stack trusts)."""
+        check_run_dir(self.run_dir)
         for path in (self.history_path, self.path):
             try:
                 if path.exists() and not path.is_file():
@@ -246,7 +249,7 @@ class StateStore:
     def locked(self, timeout: float) -> Iterator[None]:
         """Hold the controller lock; wait up to ``timeout`` s, then fail clearly."""
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.run_dir)
             handle = open(self.lock_path, "a+")  # noqa: SIM115 (closed by the `with` below)
         except OSError as exc:
             raise ControllerError(f"{self.lock_path}: cannot take the controller lock ({exc.strerror})") from exc

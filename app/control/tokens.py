@@ -5,6 +5,8 @@ it only with a bearer token (docs/adr/0011-trust-boundary.md). Locally the token
 ``<run_dir>/feedback.token`` (mode 0600, random, made once and kept across restarts), or
 the value of ``BLUEGREEN_FEEDBACK_TOKEN`` when that is set. ``bluegreen token`` prints it.
 `bluegreen dashboard` off loopback asks for a token made the same way (``secret``).
+A token file other users can write, or one in a run directory they can write, is refused:
+they could have chosen it; one they can read is a warning.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
+from app.control.permissions import check_run_dir, check_token_file, make_private_dir
 from app.errors import ControllerError
 
 ENV = "BLUEGREEN_FEEDBACK_TOKEN"
@@ -39,14 +42,17 @@ def server_environment(run_dir: Path, environ=None) -> dict[str, str]:
 
 
 def ensure_token_file(run_dir: Path) -> Path:
-    """``<run_dir>/feedback.token``, created with a random token (mode 0600) when missing."""
+    """``<run_dir>/feedback.token``, created with a random token (mode 0600) when missing; a run
+    directory or a token file others can write is refused (``permissions.py``)."""
     return ensure_secret_file(token_path(run_dir))
 
 
 def ensure_secret_file(path: Path) -> Path:
-    """``path``, created with a random token (mode 0600) when missing; checked when present."""
+    """``path``, created with a random token (mode 0600) when missing, in a directory others
+    cannot write; checked when present."""
+    check_run_dir(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         read_token_file(path)
@@ -59,6 +65,7 @@ def ensure_secret_file(path: Path) -> Path:
 
 
 def read_token_file(path: Path) -> str:
+    check_token_file(path)
     try:
         return _check(Path(path).read_text().strip(), str(path))
     except OSError as exc:
@@ -71,6 +78,12 @@ def secret(env: str, path: Path, environ=None) -> str:
     if environ.get(env):
         return _check(environ[env], env)
     return read_token_file(ensure_secret_file(path))
+
+
+def token_warning(run_dir: Path, environ=None) -> str:
+    """A warning when other users can read the token file the colors use ("" otherwise)."""
+    environ = os.environ if environ is None else environ
+    return "" if environ.get(ENV) else check_token_file(token_path(run_dir))
 
 
 def current_token(run_dir: Path, environ=None) -> str:

@@ -34,12 +34,14 @@ class Traffic:
         self.proxy = ctx.proxy
 
     def switch(self, state: RolloutState, target: str, *, force: bool = False, reason: str = "manual switch",
-               action: Action = Action.SWITCH, since: float | None = None) -> Switched:
+               action: Action = Action.SWITCH, since: float | None = None, probation: bool = False) -> Switched:
         """Move the front door to ``target``, gated and verified.
 
         Idempotent: a switch to the active color does nothing (``Outcome.NOOP``). ``since``
         (a ``clock.monotonic()`` value, such as a first failed poll) sets ``since_ms``: how
-        long from then until the front door was seen serving the target.
+        long from then until the front door was seen serving the target. On ``probation``
+        (a deploy's switch, before its bake) nginx serves the target only while this
+        process's lease lives (``lease.py``): the caller holds it.
         """
         source, clock = state.active, self.ctx.clock
 
@@ -56,11 +58,19 @@ class Traffic:
             self.ctx.record(event(Outcome.REFUSED, f"{reason}: {refusal}"))
             raise TrafficError(f"refusing to switch to {target}: {refusal}; traffic stays on {source}", recorded=True)
         started = clock.monotonic()
+        on_probation = self.proxy.on_probation()
+
+        def undo() -> None:
+            self.proxy.route(source)
+            self.proxy.set_probation(on_probation)
+
         try:
+            if probation or on_probation == target:  # a probation left on the target would undo the switch
+                self.proxy.set_probation(target if probation else None)
             self.proxy.route(target)
         except ControllerError as exc:
-            if self.proxy.routed_color() != source:
-                self.proxy.route(source)
+            if probation or self.proxy.routed_color() != source:
+                undo()
             self.ctx.record(event(Outcome.FAILED, f"{reason}: {exc}"))
             raise TrafficError(f"switch to {target} failed: {exc}; traffic stays on {source}",
                                recorded=True) from exc
@@ -68,7 +78,7 @@ class Traffic:
             self.front.wait_for(target)
         except ControllerError as exc:
             if not force:
-                self.proxy.route(source)
+                undo()
                 self.ctx.record(event(Outcome.FAILED, f"{reason}: {exc}"))
                 raise TrafficError(f"switch to {target} not confirmed ({exc}); traffic back on {source}",
                                    recorded=True) from exc
@@ -79,15 +89,28 @@ class Traffic:
         state.previous, state.active = source, target
         try:
             self.ctx.store.save(state)
-        except ControllerError as exc:  # a route the record does not know would be undone by reconcile
+        except ControllerError as exc:
+            if state.stable and state.versions[target] == state.stable != state.versions[source]:
+                # Back on the stable version: traffic stays there (undoing would hand users back to
+                # the version being left). The record catches up at the next command's reconcile,
+                # which adopts what nginx serves; the history says only what happened.
+                if on_probation == source:
+                    self.proxy.set_probation(None)
+                self.ctx.record(event(Outcome.FAILED, f"{reason}: traffic is on {target} ({state.versions[target]}), "
+                                                      f"but the state could not be saved: {exc}"))
+                raise TrafficError(f"traffic is on {target} ({state.versions[target]}), but the state could not be "
+                                   f"saved ({exc}); the next bluegreen command records it", recorded=True) from exc
+            # A move to a version not yet judged is undone: the record must know where users are.
             state.previous, state.active = previous, source
-            self.proxy.route(source)
+            undo()
             self.ctx.record(event(Outcome.FAILED, f"{reason}: undone, the state could not be saved: {exc}"))
             raise TrafficError(f"switch to {target} undone, traffic back on {source}: {exc}", recorded=True) from exc
         done = self.ctx.record(event(Outcome.SUCCEEDED, reason + (" (forced)" if force else ""),
                                      duration_ms=elapsed_ms, since_ms=since_ms))
         self.ctx.say(f"switched from {source} ({done.from_version}) to {target} ({done.to_version}) "
                      f"in {elapsed_ms:.0f} ms")
+        if not probation and on_probation == source:  # the color left is no longer on probation
+            self.proxy.set_probation(None)
         return done
 
     def load_color(self, state: RolloutState, color: str, version: str) -> None:
@@ -141,10 +164,17 @@ class Traffic:
         self.clear_split(reason)
         return moved
 
+    def end_probation(self) -> None:
+        """The active color keeps the front door whether or not a lease lives (its version
+        was decided on)."""
+        if self.proxy.on_probation() is not None:
+            self.proxy.set_probation(None)
+
     def pair(self, state: RolloutState, percent: int) -> None:
         """nginx sends a copy of ``percent`` of the front door's /predict to the other color
-        than the one answering it (0: none), owned by this process while a window is judged."""
-        self.proxy.mirror(percent)
+        than the one answering it (0: none), owned by this process while a window is judged
+        (only while its lease lives)."""
+        self.proxy.mirror(percent, leased=True)
         pid = os.getpid()
         state.pairing = {"pid": pid, "pid_started": process_started(pid), "percent": percent} if percent else None
         self.ctx.store.save(state)

@@ -38,6 +38,11 @@ class Views:
         if stopped:
             warnings.append(f"{stopped}; `bluegreen reconcile` ends it (and returns traffic to "
                             f"{state.stable or 'the stable version'} if it had moved)")
+        leased, probation, (_, split) = proxy.leased(), proxy.on_probation(), proxy.split_share()
+        if (split or probation or state.pairing) and not leased:
+            warnings.append(f"no controller holds the lease, so nginx applies no canary share, sends no paired "
+                            f"copies and keeps no color on probation: users are on {routed} "
+                            f"({state.versions[routed]})")
         return {
             "active": routed,
             "recorded_active": state.active,
@@ -54,6 +59,7 @@ class Views:
             "canary": dict(zip(("color", "weight"), proxy.split_share())),
             "shadow": {"color": other_color(routed), "sample": 0 if state.pairing else proxy.mirrored()},
             "pairing": state.pairing,
+            "lease": {"live": leased, "probation": probation},
             "colors": colors,
         }
 

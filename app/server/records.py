@@ -48,11 +48,15 @@ class Recorder:
             return
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            fd = self._file()
-            if self._size + len(line) > self.max_bytes:
+            try:
+                fd = self._file()
+                if self._size + len(line) > self.max_bytes:
+                    self.dropped += 1
+                    return
+                os.write(fd, line)
+            except OSError:  # a full disk (or a lost directory) costs the record, never the answer
                 self.dropped += 1
                 return
-            os.write(fd, line)
             self._size += len(line)
 
     def read(self, since: float = 0.0) -> list[dict]:

@@ -87,6 +87,9 @@ class World:
     version_disagreement: dict[str, float] = field(default_factory=dict)
     kept: dict[str, list[dict]] = field(default_factory=lambda: {"blue": [], "green": []})  # /records
     sent: int = 0                           # requests that reached a color (their ids)
+    probation: str | None = None            # routed to, it serves only while a lease lives
+    lease_until: float | None = None        # the lease, as the controller last renewed it
+    lease_lapsed: bool = False              # a test's stand-in for a lease nobody renewed in time
 
     # -- runtime ------------------------------------------------------------------------------
     def start_color(self, color: str, version: str) -> None:
@@ -156,7 +159,21 @@ class World:
         self.routed = color
 
     def routed_color(self) -> str:
+        if self.probation == self.routed and not self.leased():
+            return "green" if self.routed == "blue" else "blue"
         return self.routed
+
+    def set_probation(self, color: str | None) -> None:
+        self.probation = color
+
+    def on_probation(self) -> str | None:
+        return self.probation
+
+    def lease(self, until: float | None) -> None:
+        self.lease_until = until
+
+    def leased(self) -> bool:
+        return self.lease_until is not None and not self.lease_lapsed
 
     def split(self, color: str, percent: int, sticky: bool = False) -> None:
         self.log.append(f"split {color} {percent}%" + (" sticky" if sticky else ""))
@@ -166,7 +183,7 @@ class World:
         idle = "green" if self.routed == "blue" else "blue"
         return (idle, self.canary[1]) if self.canary and self.canary[0] == idle else (idle, 0)
 
-    def mirror(self, percent: int) -> None:
+    def mirror(self, percent: int, leased: bool = False) -> None:
         self.log.append(f"mirror {percent}%")
         self.mirror_percent = percent
 
@@ -198,11 +215,12 @@ class World:
     def front_color(self, generation: str | None = None) -> str:
         if generation and self.front_generation() != generation:
             return f"config generation {self.front_generation()}"
-        color = self.colors[self.routed]
+        routed = self.routed_color()
+        color = self.colors[routed]
         misrouted = self.misrouting_generation and self.misrouting_generation in self.loaded_text
         if not self.proxy_running or not self.front_answers or misrouted or color.version is None:
             return "HTTP 502"
-        return self.routed
+        return routed
 
     def smoke(self, rows, labels) -> list[SmokeAnswer]:
         idle = "green" if self.routed == "blue" else "blue"
@@ -224,7 +242,8 @@ class World:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
         idle, share = self.split_share()
-        for name, part in ((self.routed, 1 - share / 100), (idle, share / 100)):
+        share = share if self.leased() else 0  # a canary's share lives with the lease
+        for name, part in ((self.routed_color(), 1 - share / 100), (idle, share / 100)):
             color = self.colors[name]
             if color.version is not None and self.proxy_running and part:
                 before = int(color.requests)
@@ -288,6 +307,9 @@ class Colors:
 
     def leftovers(self) -> list[str]:
         return [f"{color}:8080" for color, c in self.world.colors.items() if c.version is not None]
+
+    def cleanup(self) -> list[str]:
+        return []
 
 
 def make_controller(tmp_path: Path, world: World, toml: str = "") -> Controller:

@@ -152,3 +152,22 @@ def test_the_wheel_installs_the_command_the_template_and_the_dependencies(tmp_pa
                 for line in meta.splitlines() if line.startswith("Requires-Dist: ")}
     assert {"flask", "gunicorn", "jinja2", "numpy", "onnxruntime", "prometheus-client", "scikit-learn",
             "skl2onnx"} <= requires
+
+
+def test_a_config_file_elsewhere_reads_the_project_s_models_and_an_unknown_version_names_where_it_looked(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    front, preview, blue, green = free_ports(4)
+    ports = (f"[nginx]\nport = {front}\npreview_port = {preview}\n[colors.blue]\nports = [{blue}]\n"
+             f"[colors.green]\nports = [{green}]\n")
+    config = elsewhere / "x.toml"
+    config.write_text(ports)
+    models = bluegreen("--config", str(config), "models", "--json", cwd=tmp_path)
+    assert models.returncode == 0, models.stderr
+    assert {"v1.0.0", "v1.1.0"} <= {row["version"] for row in json.loads(models.stdout)}  # the project's models
+    config.write_text('models_dir = "models"\n' + ports.replace("ports = [", 'version = "v9.9.9"\nports = [', 1)
+                      .replace(f"ports = [{green}]", f'version = "v9.9.8"\nports = [{green}]'))
+    up = bluegreen("--config", str(config), "up", cwd=tmp_path)
+    assert up.returncode == 1
+    assert up.stderr == (f"bluegreen: unknown version v9.9.9: no model card iris_model_v9.9.9.json in "
+                         f"{elsewhere / 'models'} (models_dir = 'models' in {config}, read from that file's folder)\n")

@@ -6,7 +6,7 @@ import pytest
 
 from app import defaults
 from app.artifacts.versions import SHIPPED_VERSIONS
-from app.control.config import load_config, nginx_seconds
+from app.control.config import ROOT, load_config, nginx_seconds
 from app.errors import ConfigError
 
 
@@ -23,7 +23,8 @@ def test_defaults_are_typed_and_come_from_one_place(tmp_path):
     assert config.gunicorn.keepalive == defaults.GUNICORN_KEEPALIVE
     assert config.default_versions() == {"blue": SHIPPED_VERSIONS[0], "green": SHIPPED_VERSIONS[1]}
     assert config.bake.min_live_accuracy == 0.8 and isinstance(config.bake.period, float)
-    assert config.run_dir == tmp_path / ".run" and config.models_dir == tmp_path / "models"
+    # a relative run_dir is read from the config file's folder; models_dir is the project's (issue 19)
+    assert config.run_dir == tmp_path / ".run" and config.models_dir == ROOT / "models"
 
 
 def test_an_integer_is_accepted_where_a_number_is_expected(tmp_path):
@@ -139,3 +140,17 @@ def test_the_readme_config_example_loads_as_written(tmp_path):
     (tmp_path / "bluegreen.toml").write_text(example)
     config = load_config(str(tmp_path / "bluegreen.toml"), environ={})
     assert (config.nginx.predict_timeout, config.nginx.on_active_failure) == ("1s", "other-color")
+
+
+def test_models_dir_is_the_project_s_wherever_the_config_file_is_and_a_relative_one_is_read_from_its_folder(
+        tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    config = load(elsewhere)
+    assert config.models_dir == ROOT / "models"
+    assert config.models_dir_from == "the default: the project's models folder"
+    config = load(elsewhere, 'models_dir = "models"\nrun_dir = "run"\n')
+    assert (config.models_dir, config.run_dir) == (elsewhere / "models", elsewhere / "run")
+    assert config.unknown_version("v1.2.0") == (
+        f"unknown version v1.2.0: no model card iris_model_v1.2.0.json in {elsewhere / 'models'} "
+        f"(models_dir = 'models' in {elsewhere / 'bluegreen.toml'}, read from that file's folder)")

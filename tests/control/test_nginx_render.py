@@ -161,10 +161,11 @@ def test_canary_and_shadow_buckets_are_fixed_and_their_markers_read_per_request(
         block = text[text.index(f'" {name} {{'):]
         block = block[:block.index("}")]
         assert block.count("1% b") == 100 and "1% b00;" in block and "1% b99;" in block
-    # a canary bucket's marker names the idle color; only the prediction routes and /feedback are split
-    assert "if (-f /srv/run/nginx/canary/$idle_color-$canary_bucket$canary_suffix)" in text
+    # a canary bucket's marker names the idle color; only the prediction routes and /feedback are
+    # split; a marker is looked up with the lease's suffix (docs/adr/0017)
+    assert "if (-f /srv/run/nginx/canary/$idle_color-$canary_bucket$canary_suffix$lease_suffix)" in text
     assert "if (-f /srv/run/nginx/canary/sticky)" in text
-    assert "if (-f /srv/run/nginx/shadow/$shadow_bucket$shadow_suffix)" in text
+    assert "if (-f /srv/run/nginx/shadow/$shadow_bucket$shadow_suffix$lease_suffix)" in text
     front = text[text.index("# Front door"):text.index("# Preview door")]
     assert "location / {\n            proxy_pass http://${active_color}_active;" in front
     assert "add_header X-Config-Generation" in front and "proxy_pass http://${active_color}_active;" in front
@@ -186,3 +187,13 @@ def test_the_mirror_goes_through_a_relay_that_answers_at_once_and_clients_cannot
     http_level = text[:text.index("server {")]
     assert 'proxy_set_header X-Bluegreen-Shadow "";' in http_level
     assert "location = /records {" in front
+
+
+def test_copies_to_a_dead_color_are_throttled_and_kept_out_of_the_error_log(tmp_path):
+    text = render(tmp_path)
+    shadow = text[text.index("upstream green_shadow {"):]
+    shadow = shadow[:shadow.index("}")]
+    assert shadow.count("max_fails=1 fail_timeout=2s;") == 2  # twice: nginx ignores max_fails for a lone server
+    relay = text[text.index("# Shadow relay"):]
+    assert "error_log /srv/run/nginx/error.log crit;" in relay
+    assert "proxy_pass http://${shadow_color}_shadow$shadow_uri;" in relay

@@ -310,8 +310,12 @@ def test_a_bake_whose_rollback_cannot_happen_ends_aborted_and_says_where_traffic
     result = Deployer(controller).deploy("v1.2.0")
     assert seen[-2:] == ["baking", "aborted"]
     assert result.phase is Phase.ABORTED
+    # The deploy's lease ends with it: green was on probation, so nginx routes to blue again
+    # (docs/adr/0017), and the record says so.
     assert result.message == ("deploy v1.2.0 failed: rollback to v1.0.0 failed: blue did not start: simulated "
-                              "failure; traffic stays on green (v1.2.0)")
+                              "failure; traffic stays on green (v1.2.0); but its lease has ended, so nginx routes "
+                              "to blue (v1.0.0) again")
+    assert controller.ctx.read_state().active == "blue" == world.routed_color()
 
 
 def test_a_rollback_reloads_the_stable_version_when_the_other_color_lost_it(controller, world):

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from app.training.cards import save_version
 from app.training.data import iris_split
-from tests.helpers import ROOT, VENV_BIN, Stack, Traffic, free_port, pids_matching, wait_until
+from tests.helpers import ROOT, VENV_BIN, ClientThreads, Stack, Traffic, free_port, pids_matching, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -395,3 +395,172 @@ def test_a_run_directory_that_cannot_be_written_is_one_line_for_every_command(mo
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("bluegreen: "), result.stderr
     assert "Traceback" not in result.stderr
     assert str(Path(read_only_run_dir).name) in result.stderr
+
+
+# -- 12. a controller that dies or freezes while users reach an unjudged version --------------
+# Windows longer than the test: only the lease can end the exposure. The lease is the default.
+UNDECIDED = """
+[bake]
+period = 120.0
+max_period = 120.0
+interval = 0.5
+"""
+
+
+class Answers(ClientThreads):
+    """Keep-alive clients posting predictions; the time of every answer from each version."""
+
+    def __init__(self, url: str, clients: int = 4):
+        self.url = url + "/predict"
+        self.last: dict[str, float] = {}     # version -> time.monotonic() of its latest answer
+        self.failures: list[str] = []
+        super().__init__(clients)
+
+    def _client(self):
+        with requests.Session() as session:
+            while not self.stop_event.is_set():
+                try:
+                    response = session.post(self.url, json={"x": [5.9, 3.0, 5.1, 1.8]}, timeout=10)
+                    version = response.json()["version"] if response.status_code == 200 else None
+                    failure = None if version else f"HTTP {response.status_code}"
+                except Exception as exc:  # every failure is counted, never raised
+                    version, failure = None, f"{type(exc).__name__}: {exc}"
+                with self.lock:
+                    if version:
+                        self.last[version] = time.monotonic()
+                    else:
+                        self.failures.append(failure)
+
+
+def records_size(stack, color: str) -> int:
+    port = stack.blue_port if color == "blue" else stack.green_port
+    return sum(p.stat().st_size for p in (stack.run_dir / "metrics" / f"{color}-{port}").rglob("records-*.jsonl"))
+
+
+@pytest.mark.parametrize("phase, signal_", [("canary", signal.SIGKILL), ("baking", signal.SIGSTOP)])
+def test_a_controller_gone_mid_window_leaves_users_on_the_stable_version_within_the_lease(
+        models_dir, tmp_path, phase, signal_):
+    with Stack(tmp_path, models_dir, UNDECIDED) as stack:
+        lease = 10.0  # bake.lease's default
+        with Answers(stack.front) as answers:
+            args = ("--canary", "10,100", "--step-seconds", "120") if phase == "canary" else ()
+            deploy = stack.popen("deploy", "v1.1.0", *args)
+            wait_until(lambda: rollout_phase(stack) == phase and "v1.1.0" in answers.last, 60,
+                       what=f"users answered by v1.1.0 while {phase}")
+            time.sleep(1.0)
+            os.kill(deploy.pid, signal_)
+            gone = time.monotonic()
+            wait_until(lambda: time.monotonic() - answers.last["v1.1.0"] > 3.0, lease + 10,
+                       what="no more answers from v1.1.0")
+            exposed = answers.last["v1.1.0"] - gone
+            copies = records_size(stack, "blue") + records_size(stack, "green")
+            time.sleep(1.0)
+            assert records_size(stack, "blue") + records_size(stack, "green") == copies  # no more pairs
+        print(f"\n{phase}, controller {signal_.name}: users answered by v1.1.0 until {exposed:.1f} s after it; "
+              f"{len(answers.failures)} failed requests")
+        assert exposed <= lease + 1.5
+        assert answers.failures == []
+        assert stack.front_color() == "blue"
+        if signal_ is signal.SIGSTOP:  # resumed, the deploy sees the lapse and ends its rollout
+            os.kill(deploy.pid, signal.SIGCONT)
+            out, err = deploy.communicate(timeout=60)
+            assert deploy.returncode == 1 and "lease lapsed" in err, out + err
+            assert stack.status()["phase"] == "aborted"
+        else:
+            deploy.wait()
+            up = stack.cli("up").stdout
+            assert "its canary share went back to 0%" in up
+        assert stack.front_color() == "blue"
+        assert stack.status()["active"] == "blue"
+
+
+# -- 13. the whole stack killed at once: nginx's master, both gunicorn masters, a canary's deploy --
+def test_up_after_a_whole_stack_crash_stops_its_own_orphaned_workers_and_starts_everything_in_one_go(
+        models_dir, tmp_path):
+    with Stack(tmp_path, models_dir, UNDECIDED) as stack:
+        deploy = stack.popen("deploy", "v1.1.0", "--canary", "10,100", "--step-seconds", "120")
+        wait_until(lambda: rollout_phase(stack) == "canary", 60, what="the canary step")
+        masters = [stack.status()["nginx_pid"]] + [
+            int((stack.run_dir / f"{color}-{port}.pid").read_text())
+            for color, port in (("blue", stack.blue_port), ("green", stack.green_port))]
+        workers = [pid for color in ("blue", "green") for pid in stack.gunicorn_pids(color) if pid not in masters]
+        for pid in workers:  # stopped, so that they hold the ports as long as under load (12-18 s)
+            os.kill(pid, signal.SIGSTOP)
+        for pid in [*masters, deploy.pid]:
+            os.kill(pid, signal.SIGKILL)
+        deploy.wait()
+        assert workers and all(pid in pids_matching("gunicorn") for pid in workers)  # orphaned, holding the ports
+
+        up = stack.cli("up", check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "repaired: stopped gunicorn workers whose master was killed: pid " in up.stdout
+        assert "its canary share went back to 0%" in up.stdout
+        assert "repaired: stopped nginx processes no master owned" in up.stdout
+        assert not set(workers) & set(pids_matching("gunicorn"))
+        answer = requests.post(stack.front + "/predict", json={"x": [5.1, 3.5, 1.4, 0.2]}, timeout=5).json()
+        assert (answer["color"], answer["version"]) == ("blue", "v1.0.0")
+        assert not list((stack.run_dir / "nginx" / "canary").glob("green-b*"))
+        status = stack.status()
+        assert status["phase"] == "aborted" and all(c["state"] == "up" for c in status["colors"].values())
+
+
+# -- 14. the run directory's disk fills during a bake -----------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs as the run directory (the test is skipped where mounting is not allowed)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(run)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield run
+    subprocess.run(["umount", "-l", str(run)], check=True)
+
+
+def test_a_disk_that_fills_during_the_bake_leaves_history_and_state_agreeing(models_dir, tmp_path, small_disk):
+    with Stack(tmp_path, models_dir, LONG_BAKE + "[switch]\nlock_timeout = 3.0\n") as stack:
+        with Traffic(stack.front, clients=4) as traffic:
+            deploy = stack.popen("deploy", "v1.1.0")
+            wait_until(lambda: rollout_phase(stack) == "baking", 60, what="the bake")
+            subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'filler'}", "bs=64k"], capture_output=True)
+            out, err = deploy.communicate(timeout=120)
+            time.sleep(11.0)  # the deploy's lease, had it kept one, lapses
+        assert deploy.returncode == 1, out + err
+        assert err.count("\n") == 1 and "No space left on device" in err and "Traceback" not in out + err
+        state = json.loads((stack.run_dir / "state.json").read_text())
+        history = stack.history()
+        rollout = state["rollout"]
+        claims = [e["outcome"] for e in history if e["action"] == "deploy" and e.get("rollout") == rollout["id"]]
+        assert claims in ([], [rollout["phase"]]), (claims, rollout["phase"])
+        moves = [e for e in history if e.get("to") in ("blue", "green") and e["outcome"] in ("succeeded", "repaired")]
+        assert moves[-1]["to"] == state["active"]
+        assert stack.status()["active"] == "blue"  # users are on the stable version, whatever the record could say
+        (small_disk / "filler").unlink()
+        repaired = stack.cli("reconcile")
+        status = stack.status()
+        assert (status["active"], status["recorded_active"], status["phase"]) == ("blue", "blue", "aborted"), \
+            repaired.stdout
+        print(f"\nthe disk filled during the bake: {traffic.sent} requests, {len(traffic.failures)} failed; "
+              f"the deploy said: {err.strip()}")
+
+
+# -- 15. a reload under keep-alive load -------------------------------------------------------
+def test_a_reload_under_keep_alive_load_says_it_may_reset_idle_connections(stack):
+    original = stack.config.read_text()
+    results = []
+    try:
+        with Traffic(stack.front, clients=4) as traffic:
+            for i in range(3):
+                stack.config.write_text(original.replace("[nginx]\n", f'[nginx]\nsend_timeout = "{11 + i}s"\n'))
+                results.append(stack.cli("reload"))
+                time.sleep(0.5)
+    finally:
+        stack.config.write_text(original)
+    print(f"\n3 reloads under 4 keep-alive clients: {traffic.sent} requests, {len(traffic.failures)} failed "
+          f"{traffic.failures[:3]}")
+    for result in results:
+        assert result.stdout == "nginx config replaced and reloaded; the front door serves it\n"
+        assert result.stderr == ("bluegreen: note: a reload closes idle keep-alive client connections; a client that "
+                                 "reuses one at that instant may see it reset (most clients do not send a POST "
+                                 "again): docs/PERFORMANCE.md, \"Reloads\"\n")
+    assert not [f for f in traffic.failures if f.startswith("HTTP")]  # at most a connection reset, never an error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -133,3 +134,36 @@ def test_a_frozen_shadow_does_not_slow_users(stack):
     assert p99 < max(100.0, 5 * sorted(before)[int(0.99 * len(before))]), (p99, sorted(before)[-5:])
     print(f"\nusers' p99 with a frozen shadow: {p99:.1f} ms (before: {sorted(before)[int(0.99 * len(before))]:.1f})")
     stack.cli("shadow", "stop")
+
+
+@pytest.mark.parametrize("signal_", [signal.SIGKILL, signal.SIGSTOP])
+def test_a_shadow_whose_color_died_or_froze_is_reported_from_what_it_wrote_without_flooding_nginx_log(
+        stack, signal_):
+    stack.cli("shadow", "start", "v1.1.0")
+    error_log = stack.run_dir / "nginx" / "error.log"
+    _, _, failures = send(stack, clients=4, each=100)
+    green = stack.gunicorn_pids("green")
+    for pid in green:
+        os.kill(pid, signal_)
+    try:
+        before = error_log.stat().st_size
+        started = time.monotonic()
+        _, _, after_failures = send(stack, clients=4, each=500)  # every one of them mirrored to the dead color
+        took = time.monotonic() - started
+        grew = error_log.stat().st_size - before
+        began = time.monotonic()
+        report = stack.cli("shadow", "report", timeout=60)
+        reported_in = time.monotonic() - began
+    finally:
+        if signal_ is signal.SIGSTOP:
+            for pid in green:
+                os.kill(pid, signal.SIGCONT)
+    print(f"\nshadow color {signal_.name}: 2,000 mirrored requests in {took:.1f} s grew nginx's error log by {grew} "
+          f"bytes; the report took {reported_in:.1f} s:\n{report.stdout}")
+    assert failures == [] and after_failures == []
+    assert grew < 2000  # a line or two, not one per copy
+    paired = re.search(r"paired requests: (\d+) of 2400 sampled", report.stdout)
+    assert paired and 396 <= int(paired.group(1)) <= 400  # what green kept before it went
+    assert "missing: the shadow side, green, does not answer (127.0.0.1:" in report.stdout
+    assert "its last kept answer at " in report.stdout
+    assert reported_in < 20

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -243,3 +245,57 @@ def test_make_serve_listens_on_loopback_only(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory other users can reach (pytest's own are private), for a stack whose files must
+    keep them out by themselves."""
+    directory = Path(tempfile.mkdtemp(prefix="bluegreen-modes-"))
+    directory.chmod(0o711)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting files as another user needs root")
+def test_a_run_dir_or_a_token_others_can_write_is_refused_and_the_relay_socket_is_out_of_their_reach(
+        models_dir, shared_dir):
+    stack = Stack(shared_dir, models_dir)
+    run = stack.run_dir
+    run.mkdir()
+    os.chown(run, NOBODY, NOBODY)
+    run.chmod(0o777)
+    planted = run / "feedback.token"
+    planted.write_text("chosen-by-another-user-0123456789\n")
+    os.chown(planted, NOBODY, NOBODY)
+    planted.chmod(0o666)
+    for args in (("token",), ("up",)):
+        refused = stack.cli(*args, check=False)
+        assert refused.returncode == 1 and refused.stdout == "", refused.stdout
+        assert refused.stderr == (f"bluegreen: {run}: other users can write the run directory (mode 0777) and plant "
+                                  "its files (the feedback token, the state, nginx's markers): `chmod go-w "
+                                  f"{run}` (bluegreen makes it 0700)\n")
+    run.chmod(0o700)
+    refused = stack.cli("token", check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith(
+        f"bluegreen: {planted}: other users can write the feedback token (mode 0666), so it may not be yours")
+    planted.chmod(0o644)
+    token = stack.cli("token")
+    assert token.stdout == "chosen-by-another-user-0123456789\n"
+    warning = f"{planted}: other users can read the feedback token (mode 0644) and move live accuracy with it"
+    assert token.stderr.startswith(f"bluegreen: warning: {warning}")
+    try:
+        up = stack.cli("up")
+        assert f"warning: {warning}" in up.stdout
+        relay = run / "nginx" / "shadow.sock"
+        assert relay.is_socket()
+        reach = subprocess.run(["/usr/bin/python3", "-c", "import socket, sys; "
+                                "socket.socket(socket.AF_UNIX).connect(sys.argv[1])", str(relay)],
+                               user=NOBODY, capture_output=True, text=True, timeout=30)
+        assert reach.returncode != 0 and "PermissionError" in reach.stderr, reach.stderr
+        assert (run.stat().st_mode & 0o777, (run / "nginx").stat().st_mode & 0o777) == (0o700, 0o700)
+    finally:
+        stack.down()
