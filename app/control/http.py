@@ -15,7 +15,12 @@ from urllib.parse import urlsplit
 
 
 class HttpError(Exception):
-    """No HTTP answer: refused, reset, timed out, or not HTTP."""
+    """No HTTP answer: refused, reset, timed out, or not HTTP. ``timed_out``: the peer
+    accepted but did not answer in time (busy or frozen, not gone)."""
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Connection:
             answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise HttpError(_describe(exc)) from exc
+            raise HttpError(_describe(exc), timed_out=isinstance(exc, (socket.timeout, TimeoutError))) from exc
         if answer.headers.get("connection", "").lower() == "close":
             self.close()
         return answer

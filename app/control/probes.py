@@ -21,6 +21,8 @@ class ServerProbe:
     # Set when the answer came from a process the runtime did not start (its pid and
     # command line): such a server is never taken for the color.
     foreign: str = ""
+    # No answer in time: busy or frozen, not gone (a caller may ask again).
+    timed_out: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -36,7 +38,7 @@ def probe(address: str, pid: int | None = None, timeout: float = 2.0) -> ServerP
             raise ValueError("/health is not a JSON object")
         return ServerProbe(address, pid, ready, health)
     except HttpError as exc:
-        return ServerProbe(address, pid, False, None, str(exc))
+        return ServerProbe(address, pid, False, None, str(exc), timed_out=exc.timed_out)
     except ValueError:
         return ServerProbe(address, pid, False, None, "/health did not answer JSON")
 

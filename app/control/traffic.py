@@ -21,7 +21,7 @@ from app.control.context import Context
 from app.control.events import Action, CanaryEvent, Event, Outcome, Switched
 from app.control.frontdoor import FrontDoor
 from app.control.processes import process_started
-from app.control.rollout import TRANSITIONS, Phase, RolloutState
+from app.control.rollout import TRANSITIONS, GateResult, Phase, RolloutState
 from app.errors import ControllerError, TrafficError
 
 
@@ -52,8 +52,7 @@ class Traffic:
         if target == source:
             self.ctx.say(f"{target} is already active ({state.versions[target]}); nothing to do")
             return event(Outcome.NOOP, reason)
-        refusal = self.proxy.down_reason() or gates.color_serving(self.ctx.runtime.probe_color(target),
-                                                                  state.versions[target]).reason
+        refusal = self.proxy.down_reason() or self.serving(target, state.versions[target]).reason
         if refusal and not force:
             self.ctx.record(event(Outcome.REFUSED, f"{reason}: {refusal}"))
             raise TrafficError(f"refusing to switch to {target}: {refusal}; traffic stays on {source}", recorded=True)
@@ -113,6 +112,21 @@ class Traffic:
             self.proxy.set_probation(None)
         return done
 
+    def serving(self, color: str, version: str) -> GateResult:
+        """The serving gate of ``color``, asked again for up to ``switch.verify_timeout`` while
+        its only fault is a server that did not answer in time: a color busy with its load
+        (or paired copies) is not refused, nor reloaded, for one slow probe."""
+        clock = self.ctx.clock
+        deadline = clock.monotonic() + self.ctx.config.switch.verify_timeout
+        while True:
+            probes = self.ctx.runtime.probe_color(color)
+            verdict = gates.color_serving(probes, version)
+            failing = [p for p in probes if not gates.color_serving([p], version).passed]
+            if verdict.passed or not failing or not all(p.timed_out for p in failing) \
+                    or clock.monotonic() >= deadline:
+                return verdict
+            clock.sleep(0.25)
+
     def load_color(self, state: RolloutState, color: str, version: str) -> None:
         """Start ``version`` on ``color`` (not the active one) and gate it."""
         if color == state.active:
@@ -135,8 +149,7 @@ class Traffic:
         what became of the rollout."""
         leaving_color, leaving = state.active, state.versions[state.active]
         other = other_color(state.active)
-        if state.versions[other] != version or not gates.color_serving(self.ctx.runtime.probe_color(other),
-                                                                         version).passed:
+        if state.versions[other] != version or not self.serving(other, version).passed:
             try:
                 self.load_color(state, other, version)
             except ControllerError as exc:

@@ -111,7 +111,7 @@ class World:
             return [ServerProbe(address, None, False, None, "connection refused")]
         if c.silent_probes:
             c.silent_probes -= 1
-            return [ServerProbe(address, 4242, False, None, "timed out")]
+            return [ServerProbe(address, 4242, False, None, "timed out", timed_out=True)]
         live = {"requests": int(c.requests), "server_errors": int(c.server_errors), "labelled": c.labelled,
                 "correct": c.correct, "failovers": c.failovers, "since": "2026-01-01T00:00:00Z",
                 "accuracy": c.correct / c.labelled if c.labelled else None}

@@ -117,6 +117,18 @@ def test_a_switch_is_refused_when_the_target_or_the_proxy_is_down(controller, wo
     assert reason in events(controller, "switch")[-1]["reason"]
 
 
+def test_a_target_that_answers_its_probe_late_is_asked_again_not_refused(controller, world):
+    # A color busy with load (a rollback during a bake, its paired copies) can miss one 2 s
+    # probe; a dead one refuses at once, and one that stays silent is refused after the wait.
+    world.colors["green"].silent_probes = 2
+    assert controller.operations.switch("green").outcome is Outcome.SUCCEEDED
+    assert world.routed == "green"
+    world.colors["blue"].silent_probes = 10_000
+    with pytest.raises(ControllerError, match="refusing to switch to blue: blue:8080 does not answer \\(timed out\\)"):
+        controller.operations.switch("blue")
+    assert world.routed == "green"
+
+
 def test_a_deploy_of_the_version_already_serving_is_refused_without_force(controller, world):
     with pytest.raises(ControllerError, match="blue already serves v1.0.0; deploying it again would run it on both"):
         Deployer(controller).deploy("v1.0.0")
