@@ -99,7 +99,11 @@ def test_a_card_that_lies_is_caught_by_the_smoke_evaluation(stack, models_dir):
 def test_unknown_version_fails_cleanly(stack):
     result = stack.cli("deploy", "v9.9.9", check=False)
     assert result.returncode == 1
-    assert result.stderr.strip().endswith("unknown version v9.9.9 (no model card); traffic stays on blue")
+    # one line naming the card looked for, the directory searched and where that came from
+    assert result.stderr.count("\n") == 1
+    assert "unknown version v9.9.9: no model card iris_model_v9.9.9.json in " in result.stderr
+    assert "(models_dir = " in result.stderr and f" in {stack.config}" in result.stderr
+    assert result.stderr.strip().endswith("; traffic stays on blue")
     assert stack.front_color() == "blue"
 
 

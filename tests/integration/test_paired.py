@@ -12,11 +12,15 @@ import itertools
 import json
 import time
 
+import joblib
 import numpy as np
 import pytest
 import requests
 import skops.io
+from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 from sklearn.tree import DecisionTreeClassifier
 
 from app.training.data import iris_split
@@ -160,6 +164,38 @@ def test_a_one_nearest_neighbour_model_far_less_accurate_on_live_inputs_is_rolle
     rollback = [e for e in stack.history() if e["action"] == "rollback"][-1]
     assert rollback["to_version"] == "v1.0.0"
     assert _seconds(rollback["time"]) - _seconds(switched["time"]) <= 30  # within the default bake
+
+
+# -- (f) a pipeline that fails on some live inputs -----------------------------------------------
+def test_a_pipeline_that_fails_on_a_third_of_the_live_inputs_is_rolled_back_its_failures_its_own_5xx(
+        models_dir, tmp_path):
+    x_train, _, y_train, _, _ = iris_split()
+    # log of the input: -inf at 0, NaN below; the holdout (all positive) sees nothing wrong.
+    pipeline = make_pipeline(FunctionTransformer(np.log), LogisticRegression(max_iter=1000)).fit(x_train, y_train)
+    rows = [list(r) for r in x_train[:20]] + [[0, 0, 0, 0]] * 5 + [[-1, 3, 4.2, 1.5]] * 5
+    with Stack(tmp_path, models_dir) as stack:
+        artifact = stack.dir / "log.joblib"
+        joblib.dump(pipeline, artifact)
+        card = json.loads(stack.cli("register", "v2.0.0", str(artifact), "--trust-pickle", "--json").stdout)
+        assert card["metrics"]["accuracy"] >= 0.9  # the holdout gates pass
+        for row in rows[20:22]:  # the stable version answers these
+            assert requests.post(stack.front + "/predict", json={"x": row}).status_code == 200
+        with PacedClients(stack, rows, clients=4, rate=5.0) as clients:
+            result = stack.cli("deploy", "v2.0.0", check=False, timeout=300)
+        errors = [f for f in clients.failures if f.startswith("HTTP 5")]
+    print(f"\nlog pipeline, a third of the live inputs 0 or negative: exit {result.returncode}; {clients.sent} "
+          f"requests, {len(clients.failures)} failed\n{result.stderr}")
+    assert result.returncode == 1 and "rolled back: " in result.stderr
+    # What its users saw while it served: the model's own 500, naming it, never a 400.
+    assert errors and all("HTTP 500" in f and "model iris v2.0.0" in f for f in errors), clients.failures[:3]
+    assert not [f for f in clients.failures if f.startswith("HTTP 4")]
+    deploy = deploy_events(stack)
+    assert deploy["outcome"] == "rolled-back"
+    # Judged on its own 5xx (error rate) or on the paired requests the stable version answered.
+    assert "error rate" in deploy["reason"] or " failed " in deploy["reason"], deploy["reason"]
+    numbers = deploy["bake"]["numbers"]
+    assert (numbers.get("error_rate") or 0) > 0.1 or (numbers.get("paired_failed") or 0) > 0, numbers
+    assert stack.status()["active"] == "blue"
 
 
 def _seconds(stamp: str) -> float:
