@@ -89,21 +89,7 @@ class Traffic:
         try:
             self.ctx.store.save(state)
         except ControllerError as exc:
-            if state.stable and state.versions[target] == state.stable != state.versions[source]:
-                # Back on the stable version: traffic stays there (undoing would hand users back to
-                # the version being left). The record catches up at the next command's reconcile,
-                # which adopts what nginx serves; the history says only what happened.
-                if on_probation == source:
-                    self.proxy.set_probation(None)
-                self.ctx.record(event(Outcome.FAILED, f"{reason}: traffic is on {target} ({state.versions[target]}), "
-                                                      f"but the state could not be saved: {exc}"))
-                raise TrafficError(f"traffic is on {target} ({state.versions[target]}), but the state could not be "
-                                   f"saved ({exc}); the next bluegreen command records it", recorded=True) from exc
-            # A move to a version not yet judged is undone: the record must know where users are.
-            state.previous, state.active = previous, source
-            undo()
-            self.ctx.record(event(Outcome.FAILED, f"{reason}: undone, the state could not be saved: {exc}"))
-            raise TrafficError(f"switch to {target} undone, traffic back on {source}: {exc}", recorded=True) from exc
+            raise self._unsaved(state, previous, on_probation, undo, event, reason, exc) from exc
         done = self.ctx.record(event(Outcome.SUCCEEDED, reason + (" (forced)" if force else ""),
                                      duration_ms=elapsed_ms, since_ms=since_ms))
         self.ctx.say(f"switched from {source} ({done.from_version}) to {target} ({done.to_version}) "
@@ -111,6 +97,27 @@ class Traffic:
         if not probation and on_probation == source:  # the color left is no longer on probation
             self.proxy.set_probation(None)
         return done
+
+    def _unsaved(self, state: RolloutState, previous: str | None, on_probation: str | None, undo, event,
+                 reason: str, exc: ControllerError) -> TrafficError:
+        """A move nginx made whose state could not be saved (``state.active`` is already the
+        target): kept when it returned users to the stable version, undone otherwise."""
+        target, source = state.active, state.previous
+        if state.stable and state.versions[target] == state.stable != state.versions[source]:
+            # Back on the stable version: traffic stays there (undoing would hand users back to
+            # the version being left). The record catches up at the next command's reconcile,
+            # which adopts what nginx serves; the history says only what happened.
+            if on_probation == source:
+                self.proxy.set_probation(None)
+            self.ctx.record(event(Outcome.FAILED, f"{reason}: traffic is on {target} ({state.versions[target]}), "
+                                                  f"but the state could not be saved: {exc}"))
+            return TrafficError(f"traffic is on {target} ({state.versions[target]}), but the state could not be "
+                                f"saved ({exc}); the next bluegreen command records it", recorded=True)
+        # A move to a version not yet judged is undone: the record must know where users are.
+        state.previous, state.active = previous, source
+        undo()
+        self.ctx.record(event(Outcome.FAILED, f"{reason}: undone, the state could not be saved: {exc}"))
+        return TrafficError(f"switch to {target} undone, traffic back on {source}: {exc}", recorded=True)
 
     def serving(self, color: str, version: str) -> GateResult:
         """The serving gate of ``color``, asked again for up to ``switch.verify_timeout`` while
