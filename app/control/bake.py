@@ -112,12 +112,15 @@ def watch(controller: Controller, duration: float | None = None) -> int:
         return None if ctx.read_state().active == color else f"{color} is no longer active"
 
     def publish(judge: Judge, judgment: Judgment | None) -> None:
-        ctx.store.save_window(window_document(judge, "watch", None, duration, judgment))
+        ctx.publish_window(window_document(judge, "watch", None, duration, judgment))
 
     with controller.reconciler.pairing(settings.paired_sample, pairable) as paired:
         judge = Judge(ctx.runtime, color, version, settings, ctx.clock, ctx.say, paired=paired,
                       on_poll=lambda j: controller.reconciler.note_failovers(j.stable_color, j.other_probes))
-        judgment = judge_window(judge, duration, moved, ctx.record, publish=publish)
+        try:
+            judgment = judge_window(judge, duration, moved, ctx.record, publish=publish)
+        finally:  # stopped by Ctrl-C or an error, the window is no longer judged either
+            ctx.show_window(None)
     if judgment.verdict is not Verdict.FAIL:
         if judgment.preempted:
             ctx.say(f"{judgment.preempted}; stopping")

@@ -41,6 +41,8 @@ class Context:
     say: Callable[[str], None] = print
     unrecorded: list[Event] = field(default_factory=list)
     record_error: ControllerError | None = None
+    # Why the judged window's metrics could not be written last time, once said (``show_window``).
+    window_metrics_error: str | None = None
     # This process's lease on what a judged window exposes users to (``lease.py``).
     lease: Lease = field(init=False)
 
@@ -67,6 +69,29 @@ class Context:
             self.unrecorded.append(event)
             self.record_error = exc
         return event
+
+    def publish_window(self, document: dict) -> None:
+        """A poll of a judged window, or its end: ``window.json`` (for the dashboard), and its
+        paired figures in ``rollout.prom`` (for a scraper, ``show_window``)."""
+        self.store.save_window(document)
+        self.show_window(document)
+
+    def show_window(self, document: dict | None) -> None:
+        """Put the judged window's paired figures into ``rollout.prom`` (take them out for
+        None or an ended window). Never raises: a file a scraper reads must not stop a
+        rollout or its judge. A write that fails is said once, with what it means; the next
+        poll tries again."""
+        try:
+            self.store.save_window_metrics(document)
+        except Exception as exc:  # a bug here must not cost a rollout either: it says so
+            error = str(exc) if isinstance(exc, ControllerError) else \
+                f"{self.store.rollout_metrics_path}: the judged window's metrics failed ({type(exc).__name__}: {exc})"
+            if error != self.window_metrics_error:
+                self.say(f"warning: {error}; the judged window goes on, and a scraper reads what the file said "
+                         "before")
+            self.window_metrics_error = error
+            return
+        self.window_metrics_error = None
 
     def flush(self) -> bool:
         """Write the events that waited; False when the history still cannot be written."""

@@ -2,10 +2,11 @@
 
 ``judged_window`` runs the one judge (``judge.py``) for a bake or a canary step: for
 ``period``, longer while evidence arrives (up to ``max_period``), publishing every poll in
-``<run_dir>/window.json``. Still undecided, the rollout pauses: it keeps its share, the
-judge keeps judging (a late verdict decides), and it waits for `bluegreen promote` (a
-human's pass), `abort`, or ``pause_timeout`` (then back to the stable version). Each pause
-and each promote is recorded with the verdict it stood on.
+``<run_dir>/window.json`` and its paired figures in ``<run_dir>/nginx/rollout.prom``. Still
+undecided, the rollout pauses: it keeps its share, the judge keeps judging (a late verdict
+decides), and it waits for `bluegreen promote` (a human's pass), `abort`, or
+``pause_timeout`` (then back to the stable version). Each pause and each promote is
+recorded with the verdict it stood on.
 """
 
 from __future__ import annotations
@@ -22,18 +23,21 @@ def judged_window(run: RolloutRun, judge: Judge, settings: BakeSettings, kind: s
     """Judge a window for ``settings.period`` (longer while evidence arrives, up to
     ``max_period``); still undecided then, pause on it (``pause``)."""
     publish = publisher(run, kind, settings.period)
-    judgment = judge_window(judge, settings.period, lambda: run.preempted((phase,), active), run.ctx.record,
-                            longest=settings.max_period, publish=publish)
-    if judgment.verdict is Verdict.INCONCLUSIVE and not judgment.preempted and settings.pause_timeout > 0:
-        return pause(run, judge, judgment, settings, phase, active, publish)
-    return judgment
+    try:
+        judgment = judge_window(judge, settings.period, lambda: run.preempted((phase,), active), run.ctx.record,
+                                longest=settings.max_period, publish=publish)
+        if judgment.verdict is Verdict.INCONCLUSIVE and not judgment.preempted and settings.pause_timeout > 0:
+            return pause(run, judge, judgment, settings, phase, active, publish)
+        return judgment
+    finally:  # a window that ended by an error or an interrupt is no longer judged either
+        run.ctx.show_window(None)
 
 
 def publisher(run: RolloutRun, kind: str, period: float):
-    """What writes each poll of the window to ``window.json``."""
+    """What writes each poll of the window to ``window.json`` and its paired figures to ``rollout.prom``."""
 
     def publish(judge: Judge, judgment: Judgment | None) -> None:
-        run.ctx.store.save_window(window_document(judge, kind, run.rollout.id, period, judgment))
+        run.ctx.publish_window(window_document(judge, kind, run.rollout.id, period, judgment))
     return publish
 
 

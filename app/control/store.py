@@ -2,9 +2,11 @@
 
 ``<run_dir>/state.json`` holds the small ``RolloutState`` and is replaced atomically when
 the state changes, and with it ``<run_dir>/nginx/rollout.prom``, the rollout as nginx serves
-it to a scraper (``exposition.py``). ``<run_dir>/history.jsonl`` is an append-only log of
-``Event``s, rotated by size (``history.jsonl.1`` ... ``.3``). Reading never writes: a command that
-only looks (``status``, ``history``, ``models``) changes no file.
+it to a scraper (``exposition.py``); while this process judges a window, that file also
+carries the window's paired figures, rewritten at every poll (``save_window_metrics``).
+``<run_dir>/history.jsonl`` is an append-only log of ``Event``s, rotated by size
+(``history.jsonl.1`` ... ``.3``). Reading never writes: a command that only looks
+(``status``, ``history``, ``models``) changes no file.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from app.artifacts.fsutil import atomic_write_bytes, atomic_write_json
 from app.control.clock import Clock
 from app.control.events import Event
-from app.control.exposition import rollout_exposition
+from app.control.exposition import rollout_exposition, window_exposition
 from app.control.permissions import check_run_dir, make_private_dir
 from app.control.rollout import RolloutState
 from app.errors import ControllerError
@@ -46,6 +48,8 @@ class StateStore:
         self.history_max_bytes = history_max_bytes
         self.history_keep = history_keep
         self._legacy_history: list[dict] = []
+        # The paired figures of the window this process judges now, as rollout.prom carries them.
+        self._window_metrics = ""
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -73,6 +77,10 @@ class StateStore:
 
     def read(self, default_versions: dict[str, str]) -> RolloutState:
         """The recorded state, or a fresh one with ``default_versions``; never writes."""
+        return self._read(default_versions)
+
+    def _read(self, default_versions: dict[str, str]) -> RolloutState:
+        # The window's metrics read the state through this at every poll: not a read of the command's own.
         data = self._raw()
         if data is None:
             return RolloutState(versions=dict(default_versions))
@@ -102,10 +110,14 @@ class StateStore:
         except OSError as exc:
             raise ControllerError(f"{self.path}: cannot write the state ({exc.strerror})") from exc
         try:  # what nginx serves a scraper about the rollout (exposition.py)
-            atomic_write_bytes(self.rollout_metrics_path, rollout_exposition(state).encode())
+            self._write_metrics(state)
         except OSError as exc:
             raise ControllerError(f"{self.rollout_metrics_path}: cannot write the rollout's metrics ({exc.strerror}); "
                                   "the state was saved") from exc
+
+    def _write_metrics(self, state: RolloutState) -> None:
+        text = rollout_exposition(state) + self._window_metrics
+        atomic_write_bytes(self.rollout_metrics_path, text.encode())
 
     # -- abort requests -----------------------------------------------------------------
     def request_abort(self, rollout_id: str, action: str) -> None:
@@ -146,6 +158,20 @@ class StateStore:
             atomic_write_json(self.window_path, document)
         except OSError as exc:
             raise ControllerError(f"{self.window_path}: cannot be written ({exc.strerror})") from exc
+
+    def save_window_metrics(self, document: dict | None) -> None:
+        """Put the judged window's paired figures into ``rollout.prom``, beside the rollout as
+        recorded now (read from ``state.json``); none when ``document`` is None or the window
+        ended. Every later ``save`` of this store keeps them until the next call."""
+        metrics = window_exposition(document)
+        if metrics == self._window_metrics == "":
+            return  # nothing shown, nothing to show
+        self._window_metrics = metrics
+        try:
+            self._write_metrics(self._read({}))
+        except OSError as exc:
+            raise ControllerError(f"{self.rollout_metrics_path}: cannot write the judged window's metrics "
+                                  f"({exc.strerror})") from exc
 
     # -- failovers seen -----------------------------------------------------------------
     def note_failovers(self, color: str, since: str, count: int) -> int:

@@ -3,9 +3,9 @@
 promtool (Debian's `prometheus` package, `make prometheus`) checks the config and the rules
 and runs the rules' unit tests (deploy/prometheus/rules_test.yml). Every metric the rules
 and the dashboard name must be one the servers export (read from a real app's /metrics),
-one nginx answers on the preview door (the route, the saved rollout), one a rule records,
-or Prometheus's own ``up``. The real Prometheus against a real stack is
-tests/integration/test_prometheus.py.
+one nginx answers on the preview door (the route, the saved rollout, the paired figures of a
+judged window), one a rule records, or Prometheus's own ``up``. The real Prometheus against a
+real stack is tests/integration/test_prometheus.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.control.config import load_config
-from app.control.exposition import rollout_exposition
+from app.control.exposition import rollout_exposition, window_exposition
 from app.control.nginx_render import render_config, render_context
 from app.control.rollout import Phase, Rollout, RolloutState
 from app.server import create_app
@@ -83,8 +83,19 @@ def server_metrics(shipped_models) -> set[str]:
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def paired_window() -> dict:
+    """A canary step judged on paired answers, past its minimum sample (``judge.window_document``)."""
+    disagreement = {"name": "disagreement with the stable version", "verdict": "inconclusive", "n": 120,
+                    "needed": 50, "limit": 0.11, "direction": "below", "estimate": 0.05, "low": 0.01, "high": 0.14}
+    return {"kind": "canary", "rollout": "r1", "color": "green", "version": "v1.1.0",
+            "stable": {"color": "blue", "version": "v1.0.0"}, "started": 1.0, "updated": 2.0, "period": 60.0,
+            "polls": 4, "verdict": "inconclusive", "reason": "", "ended": False, "paired": 120,
+            "checks": [disagreement]}
+
+
 def nginx_metrics(tmp_path) -> set[str]:
-    """The names nginx answers on the preview door: its route, and the rollout file it serves."""
+    """The names nginx answers on the preview door: its route, and the rollout file it serves
+    (with the paired figures of a window the controller judges)."""
     path = tmp_path / "bluegreen.toml"
     path.write_text("")
     template = (ROOT / "nginx" / "nginx.conf.j2").read_text()
@@ -96,6 +107,7 @@ def nginx_metrics(tmp_path) -> set[str]:
     rollout = Rollout("v1.1.0", "blue", "green", canary=[10, 100], step=0, weight=10)
     rollout.advance(Phase.CANARY)
     exposition += rollout_exposition(RolloutState(versions={"blue": "v1.0.0", "green": "v1.1.0"}, rollout=rollout))
+    exposition += window_exposition(paired_window())
     return {sample.name for family in text_string_to_metric_families(exposition) for sample in family.samples}
 
 
@@ -129,7 +141,8 @@ def test_every_metric_the_rules_and_the_dashboard_name_is_exported_or_recorded(s
     read_by_dashboard = set().union(*(metric_names(expr) for expr in dashboard_exprs()))
     assert {"bluegreen_http_requests_total", "bluegreen_http_request_duration_seconds_bucket",
             "bluegreen_failover_requests_total", "bluegreen_model_info", "bluegreen_route_active",
-            "bluegreen_rollout_phase_since_seconds"} <= read_by_rules | read_by_dashboard
+            "bluegreen_rollout_phase_since_seconds", "bluegreen_rollout_disagreement_low",
+            "bluegreen_rollout_disagreement_limit"} <= read_by_rules | read_by_dashboard
     unknown = (read_by_rules | read_by_dashboard) - exported - recorded
     assert unknown == set(), f"named but neither exported nor recorded: {sorted(unknown)}"
     assert all(name.startswith("bluegreen:") for name in recorded)
@@ -138,7 +151,8 @@ def test_every_metric_the_rules_and_the_dashboard_name_is_exported_or_recorded(s
 def test_every_alert_says_what_is_wrong_and_how_bad():
     alerts = [rule for rule in rules() if "alert" in rule]
     assert {a["alert"] for a in alerts} >= {"BluegreenServerErrors", "BluegreenFailovers", "BluegreenColorDown",
-                                             "BluegreenActiveColorDown", "BluegreenRolloutTooLong"}
+                                             "BluegreenActiveColorDown", "BluegreenRolloutTooLong",
+                                             "BluegreenDisagreement"}
     for alert in alerts:
         assert alert["labels"]["severity"] in ("warning", "critical") and alert["annotations"]["summary"]
 
