@@ -66,7 +66,7 @@ test: setup nginx chromium prometheus lint
 # Every test that needs no nginx, no gunicorn and no trained model: tests/conftest.py marks
 # the others (integration, models) from what they use. pytest's "no tests collected" (exit 5) fails it.
 test-unit: $(VENV)/.installed
-	TMPDIR=$(TEST_TMPDIR) $(BIN)/pytest -m "not integration and not models"
+	TMPDIR=$(TEST_TMPDIR) $(BIN)/pytest -m "not integration and not models" -n 2
 
 # The container flow end to end (README "Docker compose"): installs Docker when missing,
 # reuses the engine `docker` reaches or starts a private one (root or sudo), builds the
