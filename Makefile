@@ -1,6 +1,6 @@
 # The README's two commands: `make run` (the stack) and `make test` (the whole suite).
 # Both work on a fresh machine: they create .venv, install, and train the models.
-# `make test-unit` is the quick loop while editing: only .venv, no nginx, no trained models.
+# `make test-unit` is the quick loop while editing: .venv and promtool (installed when missing), no nginx, no trained models.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -65,7 +65,7 @@ test: setup nginx chromium prometheus lint
 
 # Every test that needs no nginx, no gunicorn and no trained model: tests/conftest.py marks
 # the others (integration, models) from what they use. pytest's "no tests collected" (exit 5) fails it.
-test-unit: $(VENV)/.installed
+test-unit: $(VENV)/.installed prometheus
 	TMPDIR=$(TEST_TMPDIR) $(BIN)/pytest -m "not integration and not models" -n 2
 
 # The container flow end to end (README "Docker compose"): installs Docker when missing,
