@@ -68,7 +68,7 @@ class Lifecycle:
                 self.ctx.say(f"warning: {warning}")
             stopped = self.ctx.runtime.cleanup()
             if stopped:
-                reason = f"stopped gunicorn workers whose master was killed: {', '.join(stopped)}"
+                reason = f"stopped gunicorn processes left by a killed master or command: {', '.join(stopped)}"
                 self.ctx.say(f"repaired: {reason}")
                 self.ctx.record(repair(reason))
             self.prepare_models([state.versions[c] for c in COLORS])
@@ -96,7 +96,8 @@ class Lifecycle:
                                   reason=f"stopped nginx processes no master owned: {', '.join(stopped)}"))
         if orphans:
             self.ctx.record(Event(action=Action.DOWN, outcome=Outcome.REPAIRED,
-                                  reason=f"stopped gunicorn workers whose master was killed: {', '.join(orphans)}"))
+                                  reason="stopped gunicorn processes left by a killed master or command: "
+                                         + ", ".join(orphans)))
         left = proxy.leftovers() + runtime.leftovers()
         if left:
             self.ctx.record(Event(action=Action.DOWN, outcome=Outcome.FAILED,

@@ -137,6 +137,12 @@ def listeners(port: int) -> list[tuple[int, str]]:
     return [(pid, command_line(pid)) for pid in _pids() if inodes & set(_open_links(pid))]
 
 
+def started_with(matches) -> list[int]:
+    """Pids of live (not zombie) processes whose command line ``matches`` accepts."""
+    return [pid for pid in _pids() if pid != os.getpid() and process_matches(pid, "")
+            and matches(command_line(pid))]
+
+
 def holding_files_under(directory: Path, name: str) -> list[int]:
     """Pids of live ``name`` processes with a file open under ``directory``."""
     prefix = str(Path(directory).resolve()) + "/"

@@ -24,7 +24,7 @@ from app.control.commands import run_configured
 from app.control.config import COLORS, ROOT, StackConfig
 from app.control.permissions import make_private_dir
 from app.control.probes import ServerProbe, accepts_connections, fetch_records, probe, serving_version
-from app.control.processes import describe, listeners, live_pid, tail, terminate
+from app.control.processes import describe, listeners, live_pid, started_with, tail, terminate
 from app.control.tokens import server_environment
 from app.errors import ControllerError
 
@@ -103,13 +103,14 @@ class LocalRuntime:
         return probes
 
     def orphans(self, color: str, address: str) -> list[int]:
-        """Pids holding ``address`` with the command line this runtime gave the color's gunicorn
-        there (its pid file and its address) while that gunicorn's master is gone: its workers,
-        orphaned by a kill -9 of the master, still listen until they notice (seconds later)."""
+        """Pids with the command line this runtime gave the color's gunicorn there (its pid file
+        and its address) while no live master is on record in that pid file: workers orphaned
+        by a kill -9 of their master (they still listen until they notice, seconds later), or a
+        gunicorn still booting, before its pid file, when the command starting it was killed."""
         pid_file = self._paths(color, address)["pid"]
         if live_pid(pid_file, "gunicorn"):
             return []
-        return [pid for pid, cmdline in listeners(_port(address)) if _started_as(cmdline, pid_file, address)]
+        return started_with(lambda cmdline: _started_as(cmdline, pid_file, address))
 
     def cleanup(self) -> list[str]:
         stopped = []

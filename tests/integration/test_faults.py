@@ -493,7 +493,7 @@ def test_up_after_a_whole_stack_crash_stops_its_own_orphaned_workers_and_starts_
 
         up = stack.cli("up", check=False)
         assert up.returncode == 0, up.stdout + up.stderr
-        assert "repaired: stopped gunicorn workers whose master was killed: pid " in up.stdout
+        assert "repaired: stopped gunicorn processes left by a killed master or command: pid " in up.stdout
         assert "its canary share went back to 0%" in up.stdout
         assert "repaired: stopped nginx processes no master owned" in up.stdout
         assert not set(workers) & set(pids_matching("gunicorn"))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -213,6 +216,34 @@ def test_controller_killed_during_up_leaves_no_orphans(shipped_models, tmp_path)
         stack.down()
     assert pids_matching(str(stack.run_dir)) == []
     assert stack.gunicorn_pids("blue") == [] and stack.gunicorn_pids("green") == []
+
+
+def test_a_gunicorn_of_ours_still_booting_when_up_runs_again_is_stopped_not_taken_for_a_stranger(
+        shipped_models, tmp_path):
+    # An `up` killed while blue's gunicorn boots leaves it holding the port before its pid file
+    # exists: the command line is ours (pid file and address), so the next `up` stops it.
+    stack = Stack(tmp_path, shipped_models)
+    stack.run_dir.mkdir(mode=0o700)
+    pid_file, address = stack.run_dir / f"blue-{stack.blue_port}.pid", f"127.0.0.1:{stack.blue_port}"
+    booting = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', "
+         "int(sys.argv[1]))); s.listen(); time.sleep(120)", str(stack.blue_port), "-m", "gunicorn",
+         "--pid", str(pid_file), "--bind", address])
+    try:
+        wait_until(lambda: _listening(stack.blue_port), what="the booting stand-in to listen")
+        up = stack.cli("up")
+        assert f"repaired: stopped gunicorn processes left by a killed master or command: pid {booting.pid} (" \
+            in up.stdout
+        assert booting.wait(10) is not None
+        assert stack.status()["colors"]["blue"]["state"] == "up"
+    finally:
+        booting.kill()
+        stack.down()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_down_leaves_no_process(shipped_models, tmp_path):
