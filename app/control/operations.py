@@ -128,6 +128,11 @@ class Operations:
         with self.reconciler.locked(repair_rollout=False) as state:
             current = state.rollout
             if current is None or current.id != rollout.id or not current.phase.running:
+                if current is not None and current.id == rollout.id and current.phase is Phase.ABORTED:
+                    # Its deploy saw the request between two polls and moved traffic back first.
+                    self.ctx.say(f"aborted the rollout of {rollout.version}: traffic on {state.active} "
+                                 f"({state.versions[state.active]}) (its deploy acted on the request)")
+                    return None
                 ended = current.phase.value if current and current.id == rollout.id else "replaced"
                 self.ctx.say(f"the rollout of {rollout.version} already ended ({ended})")
                 return None

@@ -8,6 +8,7 @@ for the README).
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -42,11 +43,27 @@ def page_shows_window(browser: Chromium, window_file) -> list[str] | None:
 
 
 def start_dashboard(stack: Stack, port: int):
-    process = stack.popen("dashboard")
-    url = f"http://127.0.0.1:{port}/"
-    wait_until(lambda: requests.get(url + "api/state", timeout=5).status_code == 200, 30,
-               what="the dashboard to answer")
-    return process, url
+    """The dashboard on ``port``; on another free port when a process of a parallel test took
+    that one between its choice and the dashboard's bind (said in one line, exit 1)."""
+    for _ in range(3):
+        process = stack.popen("dashboard")
+        url = f"http://127.0.0.1:{port}/"
+
+        def answers(process=process, url=url) -> bool:  # or has exited
+            if process.poll() is not None:
+                return True
+            return requests.get(url + "api/state", timeout=5).status_code == 200
+
+        wait_until(answers, 30, what="the dashboard to answer")
+        if process.poll() is None:
+            return process, url
+        err = process.communicate()[1]
+        assert process.returncode == 1 and err.count("\n") == 1, err
+        assert f"the dashboard cannot listen on 127.0.0.1:{port}: Address already in use" in err, err
+        config = stack.config.read_text()
+        port = free_port()
+        stack.config.write_text(re.sub(r"(?m)^(\[dashboard\]\nport = )\d+", rf"\g<1>{port}", config))
+    raise AssertionError("the dashboard found no free port in three tries")
 
 
 def stop(process) -> str:
